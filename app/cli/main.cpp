@@ -1,0 +1,213 @@
+// minigpt-cli: the core without a window. Commands: ask, chat, verify-reference, info.
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "core/runtime/engine.h"
+#include "core/runtime/reference_check.h"
+#include "core/util/error.h"
+
+#ifndef MGD_DEFAULT_MODEL
+#define MGD_DEFAULT_MODEL ""
+#endif
+
+namespace {
+
+const char *kUsage = R"(usage: minigpt-cli <command> [options]
+
+commands:
+  ask    [--model DIR] [--image FILE]... [sampling] "question"   answer one question, streamed
+  chat   [--model DIR] [sampling]      interactive chat; /image FILE, /reset, /regen, /quit
+  verify-reference DIR [--tolerance X] compare every tensor with the original's reference
+  info   [--model DIR]                 print the model's configuration
+
+sampling: --greedy  --temperature T  --top-p P  --top-k K  --repetition-penalty R
+          --seed N  --max-new-tokens N
+other:    --threads N  --no-kv-reuse  --stats (print per-turn statistics to stderr)
+)";
+
+struct Options {
+    std::string command, model = MGD_DEFAULT_MODEL, dir;
+    std::vector<std::string> images, positional;
+    mgd::SamplingParams sampling;
+    mgd::EngineSettings engine;
+    double tolerance = 1e-4;
+    bool stats = false;
+};
+
+Options parse(int argc, char **argv) {
+    Options o;
+    if (argc < 2) throw mgd::Error(std::string("missing command\n") + kUsage);
+    o.command = argv[1];
+    auto need = [&](int &i) -> std::string {
+        if (i + 1 >= argc) throw mgd::Error(std::string("option ") + argv[i] + " needs a value");
+        return argv[++i];
+    };
+    auto num = [&](int &i) {
+        const std::string opt = argv[i], v = need(i);
+        try {
+            size_t used = 0;
+            double x = std::stod(v, &used);
+            if (used != v.size()) throw std::invalid_argument(v);
+            return x;
+        } catch (const std::exception &) {
+            throw mgd::Error("option " + opt + ": '" + v + "' is not a number");
+        }
+    };
+    for (int i = 2; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--model") o.model = need(i);
+        else if (a == "--image") o.images.push_back(need(i));
+        else if (a == "--greedy") o.sampling.greedy = true;
+        else if (a == "--temperature") o.sampling.temperature = static_cast<float>(num(i));
+        else if (a == "--top-p") o.sampling.topP = static_cast<float>(num(i));
+        else if (a == "--top-k") o.sampling.topK = static_cast<int>(num(i));
+        else if (a == "--repetition-penalty") o.sampling.repetitionPenalty = static_cast<float>(num(i));
+        else if (a == "--seed") o.sampling.seed = static_cast<int64_t>(num(i));
+        else if (a == "--max-new-tokens") o.sampling.maxNewTokens = static_cast<int>(num(i));
+        else if (a == "--threads") o.engine.threads = static_cast<int>(num(i));
+        else if (a == "--no-kv-reuse") o.engine.kvReuse = false;
+        else if (a == "--tolerance") o.tolerance = num(i);
+        else if (a == "--stats") o.stats = true;
+        else if (a == "-h" || a == "--help") throw mgd::Error(kUsage);
+        else if (a.rfind("--", 0) == 0) throw mgd::Error("unknown option " + a + "\n" + kUsage);
+        else o.positional.push_back(a);
+    }
+    if (o.sampling.maxNewTokens <= 0) throw mgd::Error("--max-new-tokens must be positive");
+    if (o.sampling.topP <= 0 || o.sampling.topP > 1) throw mgd::Error("--top-p must be in (0, 1]");
+    return o;
+}
+
+void printStats(const mgd::TurnStats &s) {
+    std::fprintf(stderr,
+                 "[stats] images encoded %d (%.1f ms) | prompt %lld tok, reused %lld, prefilled %lld "
+                 "(%.1f ms) | TTFT %.1f ms | %d tok, %.2f ms/tok | total %.1f ms | stop: %s%s\n",
+                 s.imagesEncoded, s.encodeMs, static_cast<long long>(s.promptTokens),
+                 static_cast<long long>(s.reusedTokens), static_cast<long long>(s.prefillTokens),
+                 s.prefillMs, s.ttftMs, s.generatedTokens, s.decodeMsPerToken, s.totalMs,
+                 s.stopReason.c_str(),
+                 s.droppedTurns ? (" | dropped " + std::to_string(s.droppedTurns) + " old turns").c_str() : "");
+}
+
+mgd::TurnResult runTurn(mgd::Engine &e, int conv, const mgd::TurnRequest &req, bool stats) {
+    auto r = e.submitTurn(conv, req, [](const std::string &piece) {
+        std::fwrite(piece.data(), 1, piece.size(), stdout);
+        std::fflush(stdout);
+    });
+    std::fputc('\n', stdout);
+    if (stats) printStats(r.stats);
+    return r;
+}
+
+void loadModel(mgd::Engine &e, const Options &o) {
+    if (o.model.empty()) throw mgd::Error("no model: pass --model DIR");
+    e.loadModel(o.model);
+}
+
+int cmdAsk(const Options &o) {
+    if (o.positional.size() != 1) throw mgd::Error("ask needs exactly one question (quote it)");
+    mgd::Engine e(o.engine);
+    loadModel(e, o);
+    mgd::TurnRequest req;
+    req.text = o.positional[0];
+    req.sampling = o.sampling;
+    for (const auto &p : o.images) req.images.push_back(mgd::ImageInput::fromFile(p));
+    runTurn(e, e.newConversation(), req, o.stats);
+    return 0;
+}
+
+int cmdChat(const Options &o) {
+    mgd::Engine e(o.engine);
+    loadModel(e, o);
+    int conv = e.newConversation();
+    std::vector<mgd::ImageInput> pending;
+    for (const auto &p : o.images) pending.push_back(mgd::ImageInput::fromFile(p));
+    std::fprintf(stderr, "model %s loaded. /image FILE attaches an image, /reset starts over, /regen "
+                         "answers again, /quit leaves.\n",
+                 e.modelSummary().name.c_str());
+    std::string line;
+    while (std::fprintf(stdout, "> "), std::fflush(stdout), std::getline(std::cin, line)) {
+        try {
+            if (line == "/quit" || line == "/exit") break;
+            if (line == "/reset") {
+                e.resetConversation(conv);
+                pending.clear();
+                continue;
+            }
+            if (line.rfind("/image ", 0) == 0) {
+                pending.push_back(mgd::ImageInput::fromFile(line.substr(7)));
+                std::fprintf(stderr, "image attached to the next message\n");
+                continue;
+            }
+            if (line == "/regen") {
+                auto r = e.regenerate(conv, o.sampling, [](const std::string &p) {
+                    std::fwrite(p.data(), 1, p.size(), stdout);
+                    std::fflush(stdout);
+                });
+                std::fputc('\n', stdout);
+                if (o.stats) printStats(r.stats);
+                continue;
+            }
+            if (line.empty()) continue;
+            mgd::TurnRequest req;
+            req.text = line;
+            req.images = pending;
+            req.sampling = o.sampling;
+            runTurn(e, conv, req, o.stats);
+            pending.clear();
+        } catch (const mgd::Error &err) {
+            std::fprintf(stderr, "error: %s\n", err.what());
+            pending.clear();
+        }
+    }
+    return 0;
+}
+
+int cmdVerify(const Options &o) {
+    const std::string dir = !o.positional.empty() ? o.positional[0] : o.model;
+    if (dir.empty()) throw mgd::Error("verify-reference needs a directory");
+    mgd::Engine e(o.engine); // sets the thread count
+    auto report = mgd::checkReference(dir, o.tolerance, [](const mgd::ReferenceDiff &d) {
+        std::printf("%-48s %-4s max|diff| %.3g %s\n", d.name.c_str(), d.ok ? "ok" : "FAIL", d.maxAbs,
+                    d.note.c_str());
+    });
+    std::printf("turn 2 on turn 1's KV: %ld of %ld prompt tokens reused, %ld prefilled\n",
+                report.turn2Reused, report.turn2Prompt, report.turn2Prefilled);
+    std::printf("decode: %.0f tokens/s\n", report.decodeTokensPerSecond);
+    std::printf("%s (tolerance %.0e, %zu checks)\n", report.ok() ? "PASS" : "FAIL", report.tolerance,
+                report.diffs.size());
+    return report.ok() ? 0 : 1;
+}
+
+int cmdInfo(const Options &o) {
+    mgd::Engine e(o.engine);
+    loadModel(e, o);
+    const auto s = e.modelSummary();
+    std::printf("model        %s\nfolder       %s\narchitecture %s\ntemplate     %s\ndtype        %s\n"
+                "image        %d px -> %d tokens\ncontext      %d\nvocab        %d\n",
+                s.name.c_str(), s.dir.c_str(), s.architecture.c_str(), s.promptTemplate.c_str(),
+                s.dtype.c_str(), s.imageSize, s.imageTokens, s.contextLength, s.vocabSize);
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+    try {
+        const Options o = parse(argc, argv);
+        if (o.command == "ask") return cmdAsk(o);
+        if (o.command == "chat") return cmdChat(o);
+        if (o.command == "verify-reference") return cmdVerify(o);
+        if (o.command == "info") return cmdInfo(o);
+        if (o.command == "-h" || o.command == "--help" || o.command == "help") {
+            std::fputs(kUsage, stdout);
+            return 0;
+        }
+        throw mgd::Error("unknown command '" + o.command + "'\n" + kUsage);
+    } catch (const std::exception &e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 2;
+    }
+}

@@ -1,0 +1,82 @@
+#include "core/model/minigpt_model.h"
+
+#include <ATen/ATen.h>
+#include <filesystem>
+
+#include "core/model/qformer.h"
+#include "core/model/vision_encoder.h"
+#include "core/model/weights.h"
+#include "core/util/error.h"
+
+namespace mgd {
+
+namespace fs = std::filesystem;
+
+MiniGptModel::~MiniGptModel() = default;
+
+std::unique_ptr<MiniGptModel> MiniGptModel::load(const std::string &dir) {
+    if (!fs::is_directory(dir)) throw Error("model folder '" + dir + "' does not exist");
+    std::unique_ptr<MiniGptModel> m(new MiniGptModel());
+    m->dir_ = dir;
+    const fs::path d(dir);
+    m->config_ = ModelConfig::fromFile((d / "config.json").string());
+    const ModelConfig &c = m->config_;
+    const fs::path tok = d / "tokenizer.model";
+    if (!fs::exists(tok)) throw Error("model folder '" + dir + "': missing tokenizer.model");
+    m->tokenizer_ = Tokenizer::fromFile(tok.string());
+    if (m->tokenizer_->vocabSize() > c.llm.vocabSize)
+        throw Error("model folder '" + dir + "': tokenizer.model has " +
+                    std::to_string(m->tokenizer_->vocabSize()) + " pieces but the LLM vocab is " +
+                    std::to_string(c.llm.vocabSize));
+    // fp16 matmul is not implemented on CPU in libtorch 1.13: run fp16 checkpoints in fp32 there.
+    m->dtype_ = c.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
+
+    Weights w = Weights::openFolder(dir);
+    const at::ScalarType dt = m->dtype_;
+    m->vision_ = std::make_unique<VisionEncoder>(w, c.vision, dt);
+    // ln_vision computes in fp32 whatever the model dtype (base_model.py LayerNorm subclass).
+    m->lnVisionW_ = w.take("ln_vision.weight", {c.vision.width}, at::kFloat);
+    m->lnVisionB_ = w.take("ln_vision.bias", {c.vision.width}, at::kFloat);
+    if (c.qformer) m->qformer_ = std::make_unique<QFormer>(w, *c.qformer, c.vision.width, dt);
+    const int64_t projIn = c.qformer ? c.qformer->hidden : 4 * c.vision.width;
+    if (projIn != c.projIn)
+        throw Error("config '" + dir + "/config.json': llama_proj input " + std::to_string(c.projIn) +
+                    " does not match the projector (" + std::to_string(projIn) + ")");
+    m->projW_ = w.take("llama_proj.weight", {c.llm.hidden, projIn}, dt);
+    m->projB_ = w.take("llama_proj.bias", {c.llm.hidden}, dt);
+    m->llama_ = std::make_unique<Llama>(w, c.llm, dt);
+
+    // Vision identity: config + the bytes of every vision-side tensor (weights change it).
+    m->visionIdentity_ = w.fingerprint(c.toJsonText(), {"visual_encoder.", "ln_vision.", "Qformer.",
+                                                        "query_tokens", "llama_proj."});
+    return m;
+}
+
+at::Tensor MiniGptModel::encodeImage(const at::Tensor &pixels, VisionTrace *trace) const {
+    const auto &c = config_;
+    if (pixels.dim() != 4 || pixels.size(1) != 3 || pixels.size(2) != c.vision.imageSize ||
+        pixels.size(3) != c.vision.imageSize)
+        throw Error("encodeImage: pixels must be [B, 3, " + std::to_string(c.vision.imageSize) + ", " +
+                    std::to_string(c.vision.imageSize) + "]");
+    at::Tensor vit = vision_->forward(pixels, trace ? &trace->vitBlocks : nullptr); // [B, 1+N, W]
+    at::Tensor ln = at::layer_norm(vit.to(at::kFloat), {c.vision.width}, lnVisionW_, lnVisionB_,
+                                   c.vision.lnVisionEps)
+                        .to(dtype_);
+    if (trace) {
+        trace->vitOut = vit;
+        trace->lnVisionOut = ln;
+    }
+    at::Tensor projIn;
+    if (qformer_) {
+        projIn = qformer_->forward(ln); // [B, Q, hidden]
+        if (trace) trace->qformerOut = projIn;
+    } else {
+        // Drop CLS; 4 row-major-consecutive patches concatenated: [B, N, W] -> [B, N/4, 4W]
+        at::Tensor x = ln.narrow(1, 1, ln.size(1) - 1);
+        projIn = x.reshape({x.size(0), x.size(1) / 4, 4 * c.vision.width});
+        if (trace) trace->projInGrouped = projIn;
+    }
+    return at::linear(projIn, projW_, projB_);
+}
+
+} // namespace mgd

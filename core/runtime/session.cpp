@@ -1,0 +1,87 @@
+#include "core/runtime/session.h"
+
+#include <ATen/ATen.h>
+
+#include "core/model/llama.h"
+
+namespace mgd {
+
+namespace {
+
+// Token ids are >= 0; image positions get negative keys from the image identity.
+int64_t imagePositionKey(uint64_t image, int offset) {
+    const uint64_t k = (image ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(offset + 1))) >> 1;
+    return -1 - static_cast<int64_t>(k & 0x3FFFFFFFFFFFFFFFull);
+}
+
+} // namespace
+
+std::vector<int64_t> promptKeys(const std::vector<PromptChunk> &chunks,
+                                const std::function<uint64_t(int)> &imageKey, int imageTokens) {
+    std::vector<int64_t> keys;
+    for (const PromptChunk &c : chunks) {
+        if (c.kind == PromptChunk::Kind::Image) {
+            const uint64_t k = imageKey(c.image);
+            for (int j = 0; j < imageTokens; ++j) keys.push_back(imagePositionKey(k, j));
+        } else {
+            for (int32_t id : c.ids) keys.push_back(id);
+        }
+    }
+    return keys;
+}
+
+void Session::clear() {
+    kv.clear();
+    keys_.clear();
+}
+
+PrefillResult Session::prefill(const Llama &llm, const std::vector<PromptChunk> &chunks,
+                               const std::function<uint64_t(int)> &imageKey,
+                               const std::function<at::Tensor(int)> &imageEmbeds, int imageTokens,
+                               bool reuse, bool allLogits, std::vector<at::Tensor> *hidden) {
+    const std::vector<int64_t> keys = promptKeys(chunks, imageKey, imageTokens);
+    const int64_t L = static_cast<int64_t>(keys.size());
+    int64_t common = 0;
+    if (reuse) {
+        const int64_t held = std::min<int64_t>(kv.length, static_cast<int64_t>(keys_.size()));
+        while (common < held && common < L && keys_[common] == keys[common]) ++common;
+        // The last prompt position must run to produce the next-token logits.
+        common = std::min(common, L - 1);
+    }
+    kv.truncate(common);
+    keys_.resize(common);
+
+    // Embeddings of positions [common, L): token slices and image slices, in order.
+    std::vector<at::Tensor> parts;
+    int64_t pos = 0;
+    for (const PromptChunk &c : chunks) {
+        const bool isImage = c.kind == PromptChunk::Kind::Image;
+        const int64_t len = isImage ? imageTokens : static_cast<int64_t>(c.ids.size());
+        const int64_t from = std::max<int64_t>(common, pos), to = pos + len;
+        if (from < to) {
+            if (isImage) {
+                parts.push_back(imageEmbeds(c.image).narrow(1, from - pos, to - from));
+            } else {
+                at::Tensor ids = at::tensor(std::vector<int64_t>(c.ids.begin() + (from - pos), c.ids.end()), at::kLong);
+                parts.push_back(llm.embed(ids));
+            }
+        }
+        pos = to;
+    }
+    at::Tensor embeds = parts.size() == 1 ? parts[0] : at::cat(parts, 1);
+    PrefillResult r;
+    r.logits = llm.forward(embeds, kv, allLogits, hidden);
+    keys_ = keys;
+    r.promptTokens = L;
+    r.reusedTokens = common;
+    r.prefilledTokens = L - common;
+    return r;
+}
+
+at::Tensor Session::step(const Llama &llm, int32_t id) {
+    at::Tensor logits = llm.forward(llm.embed(at::tensor({static_cast<int64_t>(id)}, at::kLong)), kv, false);
+    keys_.push_back(id);
+    return logits;
+}
+
+} // namespace mgd

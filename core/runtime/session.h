@@ -1,0 +1,47 @@
+#pragma once
+// One conversation's LLM state: the KV cache plus the key of every position it holds (token
+// id, or image identity + offset). A new prompt reuses the longest common prefix of keys and
+// prefills only the rest, as llama.cpp and Ollama match prefixes.
+#include <ATen/core/Tensor.h>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "core/model/kv_cache.h"
+#include "core/runtime/prompt_template.h"
+
+namespace mgd {
+
+class Llama;
+
+struct PrefillResult {
+    at::Tensor logits;     // [n, vocab] (allLogits) or [1, vocab]
+    int64_t promptTokens = 0;
+    int64_t reusedTokens = 0;
+    int64_t prefilledTokens = 0;
+};
+
+class Session {
+public:
+    // imageKey(i): 64-bit identity of image i; imageEmbeds(i): its [1, T, hidden] tokens,
+    // called only for images that lie past the reused prefix.
+    PrefillResult prefill(const Llama &llm, const std::vector<PromptChunk> &chunks,
+                          const std::function<uint64_t(int)> &imageKey,
+                          const std::function<at::Tensor(int)> &imageEmbeds, int imageTokens,
+                          bool reuse, bool allLogits, std::vector<at::Tensor> *hidden = nullptr);
+    // Feeds one generated token; returns logits [1, vocab].
+    at::Tensor step(const Llama &llm, int32_t id);
+
+    int64_t length() const { return kv.length; }
+    void clear();
+    KvCache kv;
+
+private:
+    std::vector<int64_t> keys_; // one per position in kv
+};
+
+// Keys of a tokenized prompt (same encoding Session uses), for tests and the response cache.
+std::vector<int64_t> promptKeys(const std::vector<PromptChunk> &chunks,
+                                const std::function<uint64_t(int)> &imageKey, int imageTokens);
+
+} // namespace mgd
