@@ -14,10 +14,10 @@
 namespace mgd {
 namespace {
 
-constexpr std::string_view kSpaceSymbol = "\xe2\x96\x81";     // U+2581, what ' ' becomes
-constexpr std::string_view kReplacementChar = "\xef\xbf\xbd"; // U+FFFD
+constexpr std::string_view kSpaceSymbol = "\xe2\x96\x81";         // U+2581, what ' ' becomes
+constexpr std::string_view kReplacementChar = "\xef\xbf\xbd";     // U+FFFD
 constexpr std::string_view kDefaultUnkSurface = " \xe2\x81\x87 "; // " U+2047 "
-constexpr int kMaxGroupDepth = 100; // protobuf's own recursion limit
+constexpr int kMaxGroupDepth = 100;                               // protobuf's own recursion limit
 
 // sentencepiece_model.proto: SentencePiece.Type and TrainerSpec.ModelType values.
 constexpr uint64_t kModelTypeBpe = 2;
@@ -143,8 +143,8 @@ public:
         case kEndGroup:
             fail("unexpected end-group (field " + std::to_string(t.field) + ")");
         default:
-            fail("bad wire type " + std::to_string(t.wire) + " (field " +
-                 std::to_string(t.field) + ")");
+            fail("bad wire type " + std::to_string(t.wire) + " (field " + std::to_string(t.field) +
+                 ")");
         }
     }
 
@@ -375,15 +375,24 @@ void appendUnescaped(std::string &out, std::string_view piece) {
     }
 }
 
+[[noreturn]] void modelError(const std::string &label, const std::string &what) {
+    throw Error("tokenizer model " + label + ": " + what);
+}
+
 } // namespace
 
 // -------------------------------------------------------------------------------------------------
 // Loading
 
 Tokenizer Tokenizer::fromFile(const std::string &path) {
+    // Real tokenizer.model files are well under 10 MB; a larger one is some other file.
+    constexpr uintmax_t kMaxModelBytes = 256u << 20;
     std::error_code ec;
     if (!std::filesystem::is_regular_file(path, ec))
         throw Error("tokenizer model " + path + ": not a readable file");
+    if (const uintmax_t size = std::filesystem::file_size(path, ec); ec || size > kMaxModelBytes)
+        throw Error("tokenizer model " + path + ": " +
+                    (ec ? ec.message() : std::to_string(size) + " bytes is too large"));
     std::ifstream in(path, std::ios::binary);
     if (!in)
         throw Error("tokenizer model " + path + ": cannot open");
@@ -394,22 +403,19 @@ Tokenizer Tokenizer::fromFile(const std::string &path) {
 }
 
 Tokenizer Tokenizer::fromBytes(std::string_view bytes, const std::string &label) {
-    const auto fail = [&](const std::string &what) -> void {
-        throw Error("tokenizer model " + label + ": " + what);
-    };
     RawModel m = parseModel(bytes, label);
 
     if (m.pieces.empty())
-        fail("no pieces (not a sentencepiece model?)");
+        modelError(label, "no pieces (not a sentencepiece model?)");
     if (m.modelType != kModelTypeBpe)
-        fail("model_type " + std::to_string(m.modelType) +
-             " is not BPE (2); only BPE models are supported");
+        modelError(label, "model_type " + std::to_string(m.modelType) +
+                              " is not BPE (2); only BPE models are supported");
     if (m.treatWhitespaceAsSuffix)
-        fail("treat_whitespace_as_suffix is not supported");
+        modelError(label, "treat_whitespace_as_suffix is not supported");
     if (!m.denormalizer.charsmap.empty())
-        fail("a denormalizer is not supported");
+        modelError(label, "a denormalizer is not supported");
     if (m.pieces.size() > 0x7fffffff)
-        fail("too many pieces");
+        modelError(label, "too many pieces");
 
     Tokenizer tok;
     std::fill(std::begin(tok.byteIds_), std::end(tok.byteIds_), -1);
@@ -426,31 +432,33 @@ Tokenizer Tokenizer::fromBytes(std::string_view bytes, const std::string &label)
         RawPiece &p = m.pieces[i];
         const std::string where = "piece #" + std::to_string(i);
         if (p.piece.empty())
-            fail(where + " is empty");
+            modelError(label, where + " is empty");
         if (p.piece.find('\0') != std::string::npos)
-            fail(where + " contains a NUL character");
+            modelError(label, where + " contains a NUL character");
         if (p.type < 1 || p.type > 6)
-            fail(where + " '" + p.piece + "' has unknown type " + std::to_string(p.type));
+            modelError(label,
+                       where + " '" + p.piece + "' has unknown type " + std::to_string(p.type));
         if (std::isnan(p.score))
-            fail(where + " '" + p.piece + "' has a NaN score");
+            modelError(label, where + " '" + p.piece + "' has a NaN score");
         const auto kind = static_cast<Kind>(p.type);
-        const bool normal = kind == Kind::Normal || kind == Kind::UserDefined ||
-                            kind == Kind::Unused;
+        const bool normal =
+            kind == Kind::Normal || kind == Kind::UserDefined || kind == Kind::Unused;
         if (!(normal ? tok.normalIds_ : tok.reservedIds_).emplace(p.piece, i).second)
-            fail(where + " '" + p.piece + "' is already defined");
+            modelError(label, where + " '" + p.piece + "' is already defined");
         if (kind == Kind::UserDefined)
             tok.userDefined_.push_back(p.piece);
         if (kind == Kind::Unknown) {
             if (tok.unk_ >= 0)
-                fail(where + " '" + p.piece + "': unk is already defined");
+                modelError(label, where + " '" + p.piece + "': unk is already defined");
             tok.unk_ = i;
         }
         if (kind == Kind::Byte) {
             if (!m.byteFallback)
-                fail("byte " + where + " '" + p.piece + "' although byte_fallback is false");
+                modelError(label,
+                           "byte " + where + " '" + p.piece + "' although byte_fallback is false");
             const int byte = pieceToByte(p.piece);
             if (byte < 0)
-                fail("byte " + where + " '" + p.piece + "' is invalid");
+                modelError(label, "byte " + where + " '" + p.piece + "' is invalid");
             tok.byteIds_[byte] = i;
         }
         tok.pieces_.push_back(std::move(p.piece));
@@ -458,10 +466,11 @@ Tokenizer Tokenizer::fromBytes(std::string_view bytes, const std::string &label)
         tok.kinds_.push_back(kind);
     }
     if (tok.unk_ < 0)
-        fail("no piece of type UNKNOWN (unk is not defined)");
-    if (m.byteFallback && std::find(std::begin(tok.byteIds_), std::end(tok.byteIds_), -1) !=
-                              std::end(tok.byteIds_))
-        fail("byte_fallback is set but the 256 byte pieces <0x00>..<0xFF> are not all there");
+        modelError(label, "no piece of type UNKNOWN (unk is not defined)");
+    if (m.byteFallback &&
+        std::find(std::begin(tok.byteIds_), std::end(tok.byteIds_), -1) != std::end(tok.byteIds_))
+        modelError(label,
+                   "byte_fallback is set but the 256 byte pieces <0x00>..<0xFF> are not all there");
 
     // As SentencePieceProcessor::bos_id(): the named piece, when it is a control symbol.
     const auto controlId = [&](const std::string &name) {
@@ -475,12 +484,12 @@ Tokenizer Tokenizer::fromBytes(std::string_view bytes, const std::string &label)
         // <uint32 trie size, little-endian><double-array units><replacement strings>
         const std::string &blob = m.normalizer.charsmap;
         if (blob.size() <= 4)
-            fail("precompiled_charsmap is broken (too short)");
+            modelError(label, "precompiled_charsmap is broken (too short)");
         uint32_t trieSize = 0;
         for (int i = 3; i >= 0; --i)
             trieSize = (trieSize << 8) | static_cast<uint8_t>(blob[i]);
         if (trieSize > blob.size() - 4)
-            fail("precompiled_charsmap trie size exceeds the blob");
+            modelError(label, "precompiled_charsmap trie size exceeds the blob");
         tok.charsTrie_.resize(trieSize / 4);
         for (size_t u = 0; u < tok.charsTrie_.size(); ++u) {
             uint32_t v = 0;
@@ -496,9 +505,7 @@ Tokenizer Tokenizer::fromBytes(std::string_view bytes, const std::string &label)
 // -------------------------------------------------------------------------------------------------
 // Lookups
 
-const std::string &Tokenizer::piece(int32_t id) const {
-    return pieces_[checkedId(id, "piece")];
-}
+const std::string &Tokenizer::piece(int32_t id) const { return pieces_[checkedId(id, "piece")]; }
 
 int32_t Tokenizer::pieceToId(std::string_view piece) const {
     if (auto it = reservedIds_.find(piece); it != reservedIds_.end())
@@ -583,7 +590,7 @@ std::pair<std::string_view, size_t> Tokenizer::normalizePrefix(std::string_view 
     return {text.substr(0, n), n};
 }
 
-std::string Tokenizer::normalize(std::string_view text) const {
+std::string Tokenizer::normalize(std::string_view text, bool dummyPrefix) const {
     std::string out;
     if (removeExtraWhitespaces_) {
         while (!text.empty()) {
@@ -596,7 +603,7 @@ std::string Tokenizer::normalize(std::string_view text) const {
     if (text.empty())
         return out;
     const std::string_view space = escapeWhitespaces_ ? kSpaceSymbol : " ";
-    if (addDummyPrefix_)
+    if (addDummyPrefix_ && dummyPrefix)
         out += space;
     bool prevSpace = removeExtraWhitespaces_;
     while (!text.empty()) {
@@ -654,7 +661,8 @@ void Tokenizer::encodeNormalized(std::string_view text, std::vector<int32_t> &id
         if (!freeze)
             n = std::min(text.size(), oneCharLen(text[0]));
         const int index = static_cast<int>(symbols.size());
-        symbols.push_back({index - 1, n == text.size() ? -1 : index + 1, freeze, text.substr(0, n)});
+        symbols.push_back(
+            {index - 1, n == text.size() ? -1 : index + 1, freeze, text.substr(0, n)});
         text.remove_prefix(n);
     }
 
@@ -729,7 +737,7 @@ std::vector<int32_t> Tokenizer::encodePlain(std::string_view text) const {
     return ids;
 }
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text, bool addBos) const {
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool addBos, bool dummyPrefix) const {
     static constexpr std::string_view kSpecials[] = {"<s>", "</s>", "<unk>"};
     std::vector<int32_t> ids;
     if (addBos)
@@ -745,13 +753,13 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool addBos) const
             continue;
         }
         if (pos > chunk)
-            encodeNormalized(normalize(text.substr(chunk, pos - chunk)), ids);
+            encodeNormalized(normalize(text.substr(chunk, pos - chunk), dummyPrefix || chunk > 0), ids);
         ids.push_back(spmPieceToId(*hit));
         pos += hit->size();
         chunk = pos;
     }
     if (chunk < text.size())
-        encodeNormalized(normalize(text.substr(chunk)), ids);
+        encodeNormalized(normalize(text.substr(chunk), dummyPrefix || chunk > 0), ids);
     return ids;
 }
 

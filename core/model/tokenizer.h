@@ -23,18 +23,21 @@ public:
     // transformers-4.30 slow LlamaTokenizer: split on the literals "<s>", "</s>", "<unk>"
     // (they become bos/eos/unk ids), sp.encode each other chunk (each gets its own dummy
     // prefix), bos first when addBos.
-    std::vector<int32_t> encode(std::string_view text, bool addBos) const;
+    // dummyPrefix=false: the first chunk continues earlier text (no leading U+2581).
+    std::vector<int32_t> encode(std::string_view text, bool addBos, bool dummyPrefix = true) const;
     // Exactly sp.decode(ids): control tokens vanish, byte pieces become raw bytes, U+2581
-    // becomes a space and the leading dummy-prefix space is removed.
+    // becomes a space and the leading dummy-prefix space is removed. An id outside the
+    // vocabulary throws mgd::Error (sentencepiece refuses it too).
     std::string decode(const std::vector<int32_t> &ids) const;
     // Raw bytes a single token contributes in the middle of a text (for streaming; may be an
-    // incomplete UTF-8 sequence for byte-fallback tokens; empty for control tokens).
+    // incomplete UTF-8 sequence for byte-fallback tokens; empty for control tokens; the unk
+    // surface " U+2047 " for unk).
     std::string tokenBytes(int32_t id) const;
 
     const std::string &piece(int32_t id) const;
     int32_t pieceToId(std::string_view piece) const; // -1 when absent
     int32_t vocabSize() const { return static_cast<int32_t>(pieces_.size()); }
-    int32_t bosId() const { return bos_; }
+    int32_t bosId() const { return bos_; } // -1 when the model has no such control piece
     int32_t eosId() const { return eos_; }
     int32_t unkId() const { return unk_; }
     bool isControl(int32_t id) const;
@@ -55,7 +58,7 @@ private:
     };
     using PieceMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
 
-    std::string normalize(std::string_view text) const;
+    std::string normalize(std::string_view text, bool dummyPrefix = true) const;
     std::pair<std::string_view, size_t> normalizePrefix(std::string_view text) const;
     std::pair<size_t, std::string_view> charsMapMatch(std::string_view text) const;
     size_t userDefinedMatch(std::string_view text) const;

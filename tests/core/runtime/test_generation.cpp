@@ -45,7 +45,7 @@ private slots:
         QVERIFY2(t2.stats.reusedTokens >= t1.stats.promptTokens,
                  qPrintable(QString("reused %1 of %2").arg(t2.stats.reusedTokens).arg(t2.stats.promptTokens)));
         QCOMPARE(t2.stats.reusedTokens + t2.stats.prefillTokens, t2.stats.promptTokens);
-        QVERIFY(t2.stats.prefillTokens < 30);
+        QVERIFY(t2.stats.prefillTokens < t2.stats.promptTokens / 3);
     }
 
     void kvReuseGivesSameTokensAsFullReprefill() {
