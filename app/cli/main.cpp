@@ -5,6 +5,12 @@
 #include <string>
 #include <vector>
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/runtime/benchmark.h"
 #include "core/runtime/engine.h"
 #include "core/runtime/reference_check.h"
 #include "core/util/error.h"
@@ -22,10 +28,17 @@ commands:
   chat   [--model DIR] [sampling]      interactive chat; /image FILE, /reset, /regen, /quit
   verify-reference DIR [--tolerance X] compare every tensor with the original's reference
   info   [--model DIR]                 print the model's configuration
+  preload [--model DIR] FILE|DIR...    compute and cache the features of images in advance
+  stats  [--model DIR]                 print the metrics snapshot (JSON) after loading
+  bench  [--model DIR] [--answer-tokens N] [--json FILE] [--modes a,b,..] [--image FILE]
+         the scripted 10-turn benchmark: original MiniGPT-4 behaviour vs each optimisation
 
 sampling: --greedy  --temperature T  --top-p P  --top-k K  --repetition-penalty R
           --seed N  --max-new-tokens N
-other:    --threads N  --no-kv-reuse  --stats (print per-turn statistics to stderr)
+caches:   --no-kv-reuse --no-feature-cache --no-prefix-cache --no-response-cache --no-memory-pool
+          --memory-pool-size MB  --feature-cache-dir DIR  --feature-cache-size MB  --eviction lru|lfu
+other:    --threads N  --device cpu|cuda  --stats (per-turn statistics to stderr)
+          --metrics-json FILE (write the metrics snapshot at exit)
 )";
 
 struct Options {
@@ -35,6 +48,9 @@ struct Options {
     mgd::EngineSettings engine;
     double tolerance = 1e-4;
     bool stats = false;
+    std::string metricsJson, benchJson, image;
+    int answerTokens = 32;
+    std::vector<std::string> modes;
 };
 
 Options parse(int argc, char **argv) {
@@ -59,7 +75,10 @@ Options parse(int argc, char **argv) {
     for (int i = 2; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--model") o.model = need(i);
-        else if (a == "--image") o.images.push_back(need(i));
+        else if (a == "--image") {
+            o.images.push_back(need(i));
+            o.image = o.images.back();
+        }
         else if (a == "--greedy") o.sampling.greedy = true;
         else if (a == "--temperature") o.sampling.temperature = static_cast<float>(num(i));
         else if (a == "--top-p") o.sampling.topP = static_cast<float>(num(i));
@@ -69,6 +88,27 @@ Options parse(int argc, char **argv) {
         else if (a == "--max-new-tokens") o.sampling.maxNewTokens = static_cast<int>(num(i));
         else if (a == "--threads") o.engine.threads = static_cast<int>(num(i));
         else if (a == "--no-kv-reuse") o.engine.kvReuse = false;
+        else if (a == "--no-feature-cache") o.engine.featureCache = false;
+        else if (a == "--no-prefix-cache") o.engine.prefixCache = false;
+        else if (a == "--no-response-cache") o.engine.responseCache = false;
+        else if (a == "--no-memory-pool") o.engine.memoryPool = false;
+        else if (a == "--memory-pool-size") o.engine.memoryPoolBytes = static_cast<uint64_t>(num(i) * (1 << 20));
+        else if (a == "--feature-cache-size") o.engine.featureHostBytes = static_cast<uint64_t>(num(i) * (1 << 20));
+        else if (a == "--feature-cache-dir") o.engine.featureDiskDir = need(i);
+        else if (a == "--device") o.engine.device = need(i);
+        else if (a == "--eviction") {
+            const std::string v = need(i);
+            if (v != "lru" && v != "lfu") throw mgd::Error("--eviction must be lru or lfu");
+            o.engine.eviction = v == "lfu" ? mgd::EvictionPolicy::Lfu : mgd::EvictionPolicy::Lru;
+        }
+        else if (a == "--metrics-json") o.metricsJson = need(i);
+        else if (a == "--json") o.benchJson = need(i);
+        else if (a == "--answer-tokens") o.answerTokens = static_cast<int>(num(i));
+        else if (a == "--modes") {
+            std::stringstream ss(need(i));
+            std::string m;
+            while (std::getline(ss, m, ',')) o.modes.push_back(m);
+        }
         else if (a == "--tolerance") o.tolerance = num(i);
         else if (a == "--stats") o.stats = true;
         else if (a == "-h" || a == "--help") throw mgd::Error(kUsage);
@@ -89,6 +129,13 @@ void printStats(const mgd::TurnStats &s) {
                  s.prefillMs, s.ttftMs, s.generatedTokens, s.decodeMsPerToken, s.totalMs,
                  s.stopReason.c_str(),
                  s.droppedTurns ? (" | dropped " + std::to_string(s.droppedTurns) + " old turns").c_str() : "");
+}
+
+void writeMetrics(const mgd::Engine &e, const Options &o) {
+    if (o.metricsJson.empty()) return;
+    std::ofstream f(o.metricsJson);
+    f << e.metricsSnapshot().toJson() << "\n";
+    if (!f) throw mgd::Error("cannot write '" + o.metricsJson + "'");
 }
 
 mgd::TurnResult runTurn(mgd::Engine &e, int conv, const mgd::TurnRequest &req, bool stats) {
@@ -115,6 +162,7 @@ int cmdAsk(const Options &o) {
     req.sampling = o.sampling;
     for (const auto &p : o.images) req.images.push_back(mgd::ImageInput::fromFile(p));
     runTurn(e, e.newConversation(), req, o.stats);
+    writeMetrics(e, o);
     return 0;
 }
 
@@ -162,6 +210,68 @@ int cmdChat(const Options &o) {
             pending.clear();
         }
     }
+    writeMetrics(e, o);
+    return 0;
+}
+
+std::string cacheDir() {
+    const char *xdg = std::getenv("XDG_CACHE_HOME");
+    const char *home = std::getenv("HOME");
+    std::filesystem::path base = xdg && *xdg ? xdg : (home && *home ? std::filesystem::path(home) / ".cache" : "/tmp");
+    return (base / "minigpt-desk").string();
+}
+
+int cmdBench(const Options &o) {
+    mgd::BenchOptions b;
+    b.modelDir = o.model == MGD_DEFAULT_MODEL ? "" : o.model; // default: the generated bench model
+    b.cacheDir = cacheDir();
+    b.tokenizerPath = std::string(MGD_DEFAULT_MODEL) + "/tokenizer.model";
+    b.imagePath = o.image;
+    b.answerTokens = o.answerTokens;
+    b.threads = o.engine.threads;
+    b.poolBytes = o.engine.memoryPoolBytes;
+    if (!o.modes.empty()) b.modes = o.modes;
+    auto report = mgd::runBenchmark(b, [](const std::string &line) { std::fprintf(stderr, "%s\n", line.c_str()); });
+    std::fputs(report.table().c_str(), stdout);
+    if (!o.benchJson.empty()) {
+        std::ofstream f(o.benchJson);
+        f << report.json() << "\n";
+        if (!f) throw mgd::Error("cannot write '" + o.benchJson + "'");
+    }
+    return 0;
+}
+
+int cmdPreload(const Options &o) {
+    mgd::Engine e(o.engine);
+    loadModel(e, o);
+    std::vector<std::string> files;
+    for (const auto &p : o.positional) {
+        if (std::filesystem::is_directory(p)) {
+            for (const auto &ent : std::filesystem::directory_iterator(p))
+                if (ent.is_regular_file()) files.push_back(ent.path().string());
+        } else {
+            files.push_back(p);
+        }
+    }
+    int failed = 0, done = 0;
+    for (const auto &f : files) {
+        try {
+            done += e.preloadImages({f});
+        } catch (const mgd::Error &err) {
+            std::fprintf(stderr, "skipped: %s\n", err.what());
+            ++failed;
+        }
+    }
+    std::printf("%d computed, %zu already cached, %d skipped\n", done, files.size() - done - failed, failed);
+    writeMetrics(e, o);
+    return failed ? 1 : 0;
+}
+
+int cmdStats(const Options &o) {
+    mgd::Engine e(o.engine);
+    loadModel(e, o);
+    std::printf("%s\n", e.metricsSnapshot().toJson().c_str());
+    writeMetrics(e, o);
     return 0;
 }
 
@@ -201,6 +311,9 @@ int main(int argc, char **argv) {
         if (o.command == "chat") return cmdChat(o);
         if (o.command == "verify-reference") return cmdVerify(o);
         if (o.command == "info") return cmdInfo(o);
+        if (o.command == "bench") return cmdBench(o);
+        if (o.command == "preload") return cmdPreload(o);
+        if (o.command == "stats") return cmdStats(o);
         if (o.command == "-h" || o.command == "--help" || o.command == "help") {
             std::fputs(kUsage, stdout);
             return 0;

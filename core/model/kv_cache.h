@@ -1,20 +1,64 @@
 #pragma once
-// Per-conversation attention key/value state of the LLaMA decoder. Invariant: positions
-// [0, length) of every layer hold the keys/values of the first `length` sequence positions;
-// truncate() only lowers length (the storage stays for reuse).
+// Attention key/value state of one conversation. Invariants: positions [0, length) of every
+// layer hold the keys/values of the first `length` sequence positions; truncate() lowers
+// length and, with a pool, returns the blocks past it; storage is owned (moved, never copied).
+// Two storages: contiguous per-layer tensors grown geometrically (no pool), or fixed-size
+// blocks of `blockPositions` positions from the MemoryPool (no fragmentation, budgeted).
 #include <ATen/core/Tensor.h>
+#include <functional>
+#include <utility>
 #include <vector>
 
 namespace mgd {
 
-struct KvCache {
-    std::vector<at::Tensor> keys, values; // per layer [kvHeads, capacity, headDim]
-    int64_t length = 0;
+class MemoryPool;
 
-    int64_t capacity() const { return keys.empty() ? 0 : keys[0].size(1); }
-    void truncate(int64_t n) { length = std::min(length, n); }
-    void clear() { length = 0; }
-    size_t bytes() const;
+struct KvShape {
+    int64_t layers = 0, kvHeads = 0, headDim = 0, maxPositions = 0;
+    at::ScalarType dtype = at::kFloat;
+    at::Device device = at::kCPU;
+};
+
+class KvCache {
+public:
+    KvCache() = default;
+    ~KvCache();
+    KvCache(KvCache &&o) noexcept;
+    KvCache &operator=(KvCache &&o) noexcept;
+    KvCache(const KvCache &) = delete;
+    KvCache &operator=(const KvCache &) = delete;
+
+    // Stores blocks in `pool` from now on (the cache must be empty). onExhausted is asked to
+    // free pool memory (evict features, idle conversations) when an allocation fails; it
+    // returns false when nothing more can be freed.
+    void usePool(MemoryPool *pool, int64_t blockPositions, std::function<bool()> onExhausted);
+    static int64_t blockBytes(const KvShape &s, int64_t blockPositions);
+
+    // Makes room for `positions` positions; throws mgd::Error when the pool is exhausted.
+    void reserve(const KvShape &s, int64_t positions);
+    // k, v: [kvHeads, n, headDim] for positions [start, start + n).
+    void write(int64_t layer, int64_t start, const at::Tensor &k, const at::Tensor &v);
+    // Views (K, V), each [kvHeads, len, headDim], covering positions [0, total) in order.
+    std::vector<std::pair<at::Tensor, at::Tensor>> segments(int64_t layer, int64_t total) const;
+    // Copies the first n positions of `other` (same shape) into this cache.
+    void copyPrefixFrom(const KvCache &other, int64_t n);
+
+    int64_t length = 0;
+    void truncate(int64_t n);
+    void clear() { truncate(0); }
+    void release(); // frees all storage
+    uint64_t bytes() const;
+    bool pooled() const { return pool_ != nullptr; }
+
+private:
+    KvShape shape_;
+    std::vector<at::Tensor> keys_, values_; // contiguous: per layer [kvHeads, capacity, headDim]
+    MemoryPool *pool_ = nullptr;
+    int64_t blockPositions_ = 0;
+    std::function<bool()> onExhausted_;
+    std::vector<std::vector<int32_t>> blocks_; // pooled: per layer, block ids
+    std::vector<std::vector<at::Tensor>> blockViews_; // [layer][i] -> [2, kvHeads, P, headDim]
+    int64_t capacity() const;
 };
 
 } // namespace mgd

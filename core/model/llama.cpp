@@ -9,13 +9,6 @@
 
 namespace mgd {
 
-size_t KvCache::bytes() const {
-    size_t n = 0;
-    for (const auto &t : keys) n += t.numel() * t.element_size();
-    for (const auto &t : values) n += t.numel() * t.element_size();
-    return n;
-}
-
 Llama::Llama(const Weights &w, const LlamaConfig &c, at::ScalarType dtype) : c_(c), dtype_(dtype) {
     const int64_t d = c.hidden, dh = c.headDim(), kvd = c.kvHeads * dh;
     const std::string p = "llama_model.model.";
@@ -56,6 +49,10 @@ size_t Llama::weightBytes() const {
     return n;
 }
 
+size_t Llama::decodeBytesPerToken() const {
+    return weightBytes() - embedTokens_.nbytes() + embedTokens_[0].nbytes();
+}
+
 at::Tensor Llama::embed(const at::Tensor &ids) const {
     return at::embedding(embedTokens_, ids.to(at::kLong)).unsqueeze(0);
 }
@@ -66,27 +63,15 @@ at::Tensor Llama::rmsNorm(const at::Tensor &x, const at::Tensor &w) const {
     return w * h.to(w.scalar_type());
 }
 
-void Llama::reserve(KvCache &cache, int64_t positions) const {
-    if (positions <= cache.capacity()) return;
-    // Grow geometrically (bounded by the context) so a conversation pays O(log n) copies.
-    int64_t cap = std::max<int64_t>(positions, std::min<int64_t>(2 * cache.capacity(), c_.maxPositions));
-    cap = std::max<int64_t>(cap, std::min<int64_t>(256, c_.maxPositions));
-    const auto opts = at::TensorOptions().dtype(dtype_).device(embedTokens_.device());
-    for (int i = 0; i < c_.layers; ++i) {
-        at::Tensor k = at::empty({c_.kvHeads, cap, c_.headDim()}, opts);
-        at::Tensor v = at::empty({c_.kvHeads, cap, c_.headDim()}, opts);
-        if (cache.length > 0 && i < static_cast<int>(cache.keys.size())) {
-            k.narrow(1, 0, cache.length).copy_(cache.keys[i].narrow(1, 0, cache.length));
-            v.narrow(1, 0, cache.length).copy_(cache.values[i].narrow(1, 0, cache.length));
-        }
-        if (i < static_cast<int>(cache.keys.size())) {
-            cache.keys[i] = k;
-            cache.values[i] = v;
-        } else {
-            cache.keys.push_back(k);
-            cache.values.push_back(v);
-        }
-    }
+KvShape Llama::kvShape() const {
+    KvShape s;
+    s.layers = c_.layers;
+    s.kvHeads = c_.kvHeads;
+    s.headDim = c_.headDim();
+    s.maxPositions = c_.maxPositions;
+    s.dtype = dtype_;
+    s.device = embedTokens_.device();
+    return s;
 }
 
 at::Tensor Llama::forward(const at::Tensor &embeds, KvCache &cache, bool allLogits,
@@ -96,7 +81,7 @@ at::Tensor Llama::forward(const at::Tensor &embeds, KvCache &cache, bool allLogi
     if (total > c_.maxPositions)
         throw Error("context overflow: " + std::to_string(total) + " positions exceed the model's " +
                     std::to_string(c_.maxPositions));
-    reserve(cache, total);
+    cache.reserve(kvShape(), total);
     const double invSqrt = std::sqrt(static_cast<double>(Dh));
     at::Tensor cos = cos_.narrow(0, start, n), sin = sin_.narrow(0, start, n); // [n, Dh]
     auto rope = [&](const at::Tensor &x) { // x [heads, n, Dh]; rotate_half = cat(-x2, x1)
@@ -115,15 +100,24 @@ at::Tensor Llama::forward(const at::Tensor &embeds, KvCache &cache, bool allLogi
         at::Tensor q = rope(l.q(h).view({n, H, Dh}).transpose(0, 1));   // [H, n, Dh]
         at::Tensor k = rope(l.k(h).view({n, KvH, Dh}).transpose(0, 1)); // [KvH, n, Dh]
         at::Tensor v = l.v(h).view({n, KvH, Dh}).transpose(0, 1);
-        cache.keys[li].narrow(1, start, n).copy_(k);
-        cache.values[li].narrow(1, start, n).copy_(v);
-        at::Tensor K = cache.keys[li].narrow(1, 0, total), V = cache.values[li].narrow(1, 0, total);
+        cache.write(li, start, k, v);
+        const auto segs = cache.segments(li, total);
         // Grouped heads: the G query heads of one kv head share its keys. [KvH, G*n, Dh]
         at::Tensor qg = q.reshape({KvH, G * n, Dh});
-        at::Tensor scores = at::matmul(qg, K.transpose(1, 2)) / invSqrt; // [KvH, G*n, total]
+        std::vector<at::Tensor> parts; // per KV segment: [KvH, G*n, len]
+        for (const auto &kv : segs) parts.push_back(at::matmul(qg, kv.first.transpose(1, 2)));
+        at::Tensor scores = (parts.size() == 1 ? parts[0] : at::cat(parts, -1)) / invSqrt;
         if (mask.defined()) scores = scores.view({KvH, G, n, total}) + mask.to(scores.scalar_type());
         at::Tensor probs = scores.to(at::kFloat).softmax(-1).to(dtype_).view({KvH, G * n, total});
-        at::Tensor ctx = at::matmul(probs, V).view({H, n, Dh}).transpose(0, 1).reshape({n, D});
+        at::Tensor ctx;
+        int64_t off = 0;
+        for (const auto &kv : segs) { // sum over segments of probs[:, :, seg] @ V_seg
+            const int64_t len = kv.second.size(1);
+            at::Tensor part = at::matmul(probs.narrow(-1, off, len), kv.second);
+            ctx = ctx.defined() ? ctx.add_(part) : part;
+            off += len;
+        }
+        ctx = ctx.view({H, n, Dh}).transpose(0, 1).reshape({n, D});
         x = x + l.o(ctx);
         h = rmsNorm(x, l.postNorm);
         x = x + l.down(at::silu(l.gate(h)) * l.up(h));

@@ -22,12 +22,14 @@ public:
     // for the last position only. hidden (optional) gets HF's output_hidden_states tuple.
     at::Tensor forward(const at::Tensor &embeds, KvCache &cache, bool allLogits,
                        std::vector<at::Tensor> *hidden = nullptr) const;
-    void reserve(KvCache &cache, int64_t positions) const;
+    KvShape kvShape() const;
 
     const LlamaConfig &config() const { return c_; }
     const at::Tensor &ropeCos() const { return cos_; }
     const at::Tensor &ropeSin() const { return sin_; }
     size_t weightBytes() const;
+    // Weights one decode step reads: every matrix, one row of the embedding table.
+    size_t decodeBytesPerToken() const;
 
 private:
     struct Layer {

@@ -88,7 +88,9 @@ std::array<float, 3> triple(const Reader &r, const json &obj, const char *key, s
     return {v[0], v[1], v[2]};
 }
 
-void setTemplateDefaults(ModelConfig &c) {
+} // namespace
+
+void applyTemplateDefaults(ModelConfig &c) {
     switch (c.promptTemplate) {
     case PromptTemplate::Vicuna0:
         c.systemPrompt = kVicunaSystem;
@@ -104,6 +106,8 @@ void setTemplateDefaults(ModelConfig &c) {
         break;
     }
 }
+
+namespace {
 
 // The reference fixtures' own config.json (kind + vision_encoder + llama + ...).
 ModelConfig fromReferenceLayout(const json &j, const Reader &r) {
@@ -154,7 +158,7 @@ ModelConfig fromReferenceLayout(const json &j, const Reader &r) {
     c.llm.maxPositions = r.get<int>(l, "llama.", "max_position_embeddings");
     c.llm.bos = r.opt<int>(l, "bos_token_id", 1);
     c.llm.eos = r.opt<int>(l, "eos_token_id", 2);
-    setTemplateDefaults(c);
+    applyTemplateDefaults(c);
     if (j.contains("image")) {
         c.imageMean = triple(r, j["image"], "mean", c.imageMean);
         c.imageStd = triple(r, j["image"], "std", c.imageStd);
@@ -214,7 +218,7 @@ ModelConfig fromOwnLayout(const json &j, const Reader &r) {
     else if (t == "llama2") c.promptTemplate = PromptTemplate::Llama2;
     else if (t == "minigptv2") c.promptTemplate = PromptTemplate::MiniGPTv2;
     else throw Error("config '" + r.label + "': unknown prompt.template '" + t + "'");
-    setTemplateDefaults(c);
+    applyTemplateDefaults(c);
     c.systemPrompt = r.opt<std::string>(p, "system", c.systemPrompt);
     c.stopStrings = r.opt<std::vector<std::string>>(p, "stop", c.stopStrings);
     if (j.contains("image")) {

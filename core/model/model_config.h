@@ -71,6 +71,8 @@ struct ModelConfig {
 };
 
 const char *architectureName(Architecture a);
+// The original's system prompt and stop strings for a template.
+void applyTemplateDefaults(ModelConfig &c);
 const char *templateName(PromptTemplate t);
 
 } // namespace mgd

@@ -6,9 +6,14 @@
 #include <xxhash.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <thread>
 
+#include "core/cache/feature_cache.h"
+#include "core/cache/response_cache.h"
 #include "core/image/preprocess.h"
+#include "core/memory/memory_pool.h"
 #include "core/model/minigpt_model.h"
 #include "core/runtime/answer_text.h"
 #include "core/runtime/prompt_template.h"
@@ -19,14 +24,30 @@ namespace mgd {
 
 namespace {
 
+constexpr int64_t kKvBlockPositions = 128;
+
 double nowMs() {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+std::string hex128(XXH128_hash_t h) {
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(h.high64),
+                  static_cast<unsigned long long>(h.low64));
+    return buf;
+}
+
+std::string defaultFeatureDir() {
+    const char *xdg = std::getenv("XDG_CACHE_HOME");
+    const char *home = std::getenv("HOME");
+    std::filesystem::path base = xdg && *xdg ? xdg : (home && *home ? std::filesystem::path(home) / ".cache" : "/tmp");
+    return (base / "minigpt-desk" / "features").string();
+}
+
 } // namespace
 
-// An image of a conversation: its preprocessed pixels' identity and, once computed, its
-// projected visual tokens (reused by every later turn that needs them).
+// An image of a conversation: its preprocessed pixels' identity and, without a feature
+// cache, its visual tokens kept for the conversation (as the original demo's img_list).
 struct ConvImage {
     std::string hash; // XXH3-128 hex of pixels + vision identity + preprocessing
     uint64_t key = 0;
@@ -39,20 +60,129 @@ struct Conversation {
     std::vector<ChatMessage> messages;
     std::vector<ConvImage> images;
     Session session;
+    uint64_t lastUsed = 0;
+    bool busy = false;
 };
 
-Engine::Engine(EngineSettings settings) : settings_(std::move(settings)) {
+Engine::Engine(EngineSettings settings) : settings_(std::move(settings)), metrics_(std::make_unique<Metrics>()) {
     const int n = settings_.threads > 0 ? settings_.threads
                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     at::set_num_threads(n);
+    responses_ = std::make_unique<ResponseCache>();
 }
 
-Engine::~Engine() = default;
+Engine::~Engine() {
+    conversations_.clear(); // their KV blocks go back to the pool before it goes
+    features_.reset();
+}
 
 void Engine::loadModel(const std::string &dir) {
     auto m = MiniGptModel::load(dir); // throws; the current model stays on failure
     conversations_.clear();
+    features_.reset();
+    pool_.reset();
     model_ = std::move(m);
+    responses_->clear();
+    buildCaches();
+}
+
+void Engine::buildCaches() {
+    for (auto &[id, c] : conversations_) c->session.kv.release();
+    features_.reset();
+    pool_.reset();
+    if (!model_) return;
+    if (settings_.memoryPool) {
+        const KvShape s = model_->llm().kvShape();
+        const uint64_t block = static_cast<uint64_t>(KvCache::blockBytes(s, kKvBlockPositions));
+        uint64_t cap = settings_.memoryPoolBytes;
+        if (cap == 0) {
+            // Two full-context conversations plus the host feature tier, within what is free.
+            const uint64_t fullKv = block * static_cast<uint64_t>(s.layers) *
+                                    static_cast<uint64_t>((s.maxPositions + kKvBlockPositions - 1) / kKvBlockPositions);
+            cap = std::min<uint64_t>(2 * fullKv + settings_.featureHostBytes, MemoryPool::defaultCapacity(settings_.device));
+        }
+        pool_ = std::make_unique<MemoryPool>(cap, block, settings_.device);
+    }
+    if (settings_.featureCache) {
+        FeatureCacheSettings fs;
+        fs.enabled = true;
+        fs.deviceBytes = settings_.featureDeviceBytes;
+        fs.hostBytes = settings_.featureHostBytes;
+        fs.diskBytes = settings_.featureDiskBytes;
+        fs.diskDir = settings_.featureDiskDir.empty() ? defaultFeatureDir() : settings_.featureDiskDir;
+        if (settings_.featureDiskBytes == 0) fs.diskDir.clear();
+        fs.policy = settings_.eviction == EvictionPolicy::Lfu ? CachePolicy::Lfu : CachePolicy::Lru;
+        fs.device = settings_.device;
+        features_ = std::make_unique<FeatureCache>(fs, pool_.get());
+    }
+    pushPoolStats();
+}
+
+void Engine::applySettings(const EngineSettings &s) {
+    const bool rebuild = s.memoryPool != settings_.memoryPool || s.memoryPoolBytes != settings_.memoryPoolBytes ||
+                         s.featureCache != settings_.featureCache || s.featureDiskDir != settings_.featureDiskDir ||
+                         s.device != settings_.device;
+    const EngineSettings old = settings_;
+    settings_ = s;
+    if (s.threads != old.threads)
+        at::set_num_threads(s.threads > 0 ? s.threads
+                                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    if (!s.responseCache) responses_->clear();
+    if (rebuild) {
+        // Sessions lose their KV (it lived in the old pool); the next turn re-prefills.
+        for (auto &[id, c] : conversations_) c->session.clear();
+        buildCaches();
+    } else if (features_) {
+        FeatureCacheSettings fs;
+        fs.enabled = true;
+        fs.deviceBytes = s.featureDeviceBytes;
+        fs.hostBytes = s.featureHostBytes;
+        fs.diskBytes = s.featureDiskBytes;
+        fs.diskDir = s.featureDiskDir.empty() ? defaultFeatureDir() : s.featureDiskDir;
+        if (s.featureDiskBytes == 0) fs.diskDir.clear();
+        fs.policy = s.eviction == EvictionPolicy::Lfu ? CachePolicy::Lfu : CachePolicy::Lru;
+        fs.device = s.device;
+        features_->applySettings(fs);
+    }
+}
+
+void Engine::clearCaches() {
+    if (features_) features_->clear();
+    responses_->clear();
+    metrics_->reset();
+    pushPoolStats();
+}
+
+MetricsSnapshot Engine::metricsSnapshot() const { return metrics_->snapshot(); }
+
+uint64_t Engine::llmWeightBytes() const { return model().llm().weightBytes(); }
+
+uint64_t Engine::llmDecodeBytesPerToken() const { return model().llm().decodeBytesPerToken(); }
+
+uint64_t Engine::poolCapacityBytes() const { return pool_ ? pool_->stats().capacityBytes : 0; }
+
+void Engine::pushPoolStats() {
+    if (!pool_) {
+        metrics_->setPoolStats(0, 0, 0, 0, 0, 0);
+        return;
+    }
+    const PoolStats p = pool_->stats();
+    metrics_->setPoolStats(p.capacityBytes, p.usedBytes, p.highWaterBytes, p.kvBytes, p.featureBytes, p.allocFailures);
+}
+
+// Called when the pool is full: cached features first, then the least recently used idle
+// conversation's KV (it re-prefills when used again). Never the active conversation.
+bool Engine::freePoolMemory(const Conversation *active) {
+    if (features_ && pool_ && features_->evictHost(pool_->blockBytes()) > 0) return true;
+    Conversation *victim = nullptr;
+    for (auto &[id, c] : conversations_)
+        if (c.get() != active && !c->busy && c->session.kv.bytes() > 0 && (!victim || c->lastUsed < victim->lastUsed))
+            victim = c.get();
+    if (!victim) return false;
+    victim->session.kv.release();
+    victim->session.clear();
+    metrics_->addCounter("kv_evictions");
+    return true;
 }
 
 const MiniGptModel &Engine::model() const {
@@ -79,13 +209,27 @@ ModelSummary Engine::modelSummary() const {
 int Engine::newConversation() {
     model();
     const int id = nextId_++;
-    conversations_[id] = std::make_unique<Conversation>();
+    auto c = std::make_unique<Conversation>();
+    Conversation *raw = c.get();
+    if (pool_)
+        c->session.kv.usePool(pool_.get(), kKvBlockPositions, [this, raw] { return freePoolMemory(raw); });
+    conversations_[id] = std::move(c);
     return id;
 }
 
-void Engine::deleteConversation(int id) { conversations_.erase(id); }
+void Engine::deleteConversation(int id) {
+    conversations_.erase(id);
+    pushPoolStats();
+}
 
-void Engine::resetConversation(int id) { *conversations_.at(id) = Conversation(); }
+void Engine::resetConversation(int id) {
+    Conversation &c = conv(id);
+    c.messages.clear();
+    c.images.clear();
+    c.session.kv.truncate(0);
+    c.session.clear();
+    pushPoolStats();
+}
 
 Conversation &Engine::conv(int id) const {
     auto it = conversations_.find(id);
@@ -104,52 +248,106 @@ std::vector<MessageView> Engine::messages(int id) const {
     return out;
 }
 
+namespace {
+
+struct Prepared {
+    std::string hash;
+    uint64_t key = 0;
+    at::Tensor pixels;
+};
+
+Prepared prepareImage(const ImageInput &in, const MiniGptModel &m, const ImageLimits &limits) {
+    const ModelConfig &cfg = m.config();
+    PreprocessParams pp;
+    pp.size = cfg.vision.imageSize;
+    pp.mean = cfg.imageMean;
+    pp.std = cfg.imageStd;
+    RgbImage decoded;
+    const RgbImage *img = in.rgb.get();
+    if (!img) {
+#ifdef MGD_WITH_OPENCV
+        decoded = in.bytes.empty() ? decodeImageFile(in.path, limits)
+                                   : decodeImageBytes(in.bytes.data(), in.bytes.size(),
+                                                      in.label.empty() ? "image" : in.label, limits);
+        img = &decoded;
+#else
+        throw Error("image '" + in.label + "': this build has no image decoding (built without OpenCV)");
+#endif
+    }
+    Prepared p;
+    p.pixels = preprocessImage(*img, pp).to(m.dtype()).contiguous();
+    // Key: the decoded, preprocessed pixels + the vision model's identity + preprocessing.
+    XXH3_state_t *st = XXH3_createState();
+    XXH3_128bits_reset(st);
+    XXH3_128bits_update(st, p.pixels.data_ptr(), p.pixels.nbytes());
+    const std::string &vid = m.visionIdentity();
+    XXH3_128bits_update(st, vid.data(), vid.size());
+    XXH3_128bits_update(st, &pp, sizeof pp);
+    const XXH128_hash_t h = XXH3_128bits_digest(st);
+    XXH3_freeState(st);
+    p.hash = hex128(h);
+    p.key = h.low64 ^ h.high64;
+    return p;
+}
+
+} // namespace
+
+at::Tensor Engine::imageFeatures(Conversation &c, int image, TurnStats &stats) {
+    ConvImage &ci = c.images.at(image);
+    if (ci.embeds.defined()) return ci.embeds;
+    if (features_) {
+        FeatureHandle h = features_->lookup(ci.hash);
+        metrics_->recordLookup("feature", static_cast<bool>(h));
+        if (h) return h.tensor();
+    }
+    const double e0 = nowMs();
+    at::Tensor e = model().encodeImage(ci.pixels);
+    const double ms = nowMs() - e0;
+    stats.encodeMs += ms;
+    ++stats.imagesEncoded;
+    metrics_->recordLatency("image_encode", ms);
+    metrics_->addCounter("images_encoded");
+    if (features_) features_->insert(ci.hash, e);
+    else
+        for (ConvImage &other : c.images) // no cache: the conversation keeps them, as the demo
+            if (other.hash == ci.hash) other.embeds = e;
+    return e;
+}
+
+int Engine::preloadImages(const std::vector<std::string> &paths) {
+    c10::InferenceMode guard;
+    if (!features_) throw Error("preload needs the image-feature cache, which is turned off");
+    int computed = 0;
+    for (const std::string &p : paths) {
+        if (cancel_.load()) break;
+        Prepared prep = prepareImage(ImageInput::fromFile(p), model(), settings_.imageLimits);
+        if (features_->contains(prep.hash)) continue;
+        const double e0 = nowMs();
+        features_->insert(prep.hash, model().encodeImage(prep.pixels));
+        metrics_->recordLatency("image_encode", nowMs() - e0);
+        ++computed;
+    }
+    pushPoolStats();
+    return computed;
+}
+
 TurnResult Engine::submitTurn(int conversation, const TurnRequest &req, const TokenCallback &onToken) {
     c10::InferenceMode guard;
     const double t0 = nowMs();
     cancel_.store(false);
     Conversation &c = conv(conversation);
-    const ModelConfig &cfg = model().config();
     if (req.text.empty() && req.images.empty()) throw Error("empty message: type a question or add an image");
 
     // Decode and preprocess every image before touching the conversation, so bad input
     // leaves it exactly as it was.
-    PreprocessParams pp;
-    pp.size = cfg.vision.imageSize;
-    pp.mean = cfg.imageMean;
-    pp.std = cfg.imageStd;
     std::vector<ConvImage> fresh;
     for (const ImageInput &in : req.images) {
-        RgbImage decoded;
-        const RgbImage *img = in.rgb.get();
-        if (!img) {
-#ifdef MGD_WITH_OPENCV
-            decoded = in.bytes.empty() ? decodeImageFile(in.path, settings_.imageLimits)
-                                       : decodeImageBytes(in.bytes.data(), in.bytes.size(),
-                                                          in.label.empty() ? "image" : in.label,
-                                                          settings_.imageLimits);
-            img = &decoded;
-#else
-            throw Error("image '" + in.label + "': this build has no image decoding (built without OpenCV)");
-#endif
-        }
+        Prepared p = prepareImage(in, model(), settings_.imageLimits);
         ConvImage ci;
         ci.label = in.label.empty() ? in.path : in.label;
-        ci.pixels = preprocessImage(*img, pp).to(model().dtype()).contiguous();
-        XXH3_state_t *st = XXH3_createState();
-        XXH3_128bits_reset(st);
-        XXH3_128bits_update(st, ci.pixels.data_ptr(), ci.pixels.nbytes());
-        const std::string &vid = model().visionIdentity();
-        XXH3_128bits_update(st, vid.data(), vid.size());
-        XXH3_128bits_update(st, &pp, sizeof pp);
-        const XXH128_hash_t h = XXH3_128bits_digest(st);
-        XXH3_freeState(st);
-        char buf[40];
-        std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(h.high64),
-                      static_cast<unsigned long long>(h.low64));
-        ci.hash = buf;
-        ci.key = h.low64 ^ h.high64;
-        // The same pixels already in this conversation share their features.
+        ci.hash = p.hash;
+        ci.key = p.key;
+        ci.pixels = p.pixels;
         for (const ConvImage &old : c.images)
             if (old.hash == ci.hash && old.embeds.defined()) ci.embeds = old.embeds;
         fresh.push_back(std::move(ci));
@@ -161,9 +359,8 @@ TurnResult Engine::submitTurn(int conversation, const TurnRequest &req, const To
     const size_t oldImages = c.images.size();
     for (auto &ci : fresh) c.images.push_back(std::move(ci));
     c.messages.push_back(std::move(user));
-    TurnStats stats;
     try {
-        return generate(c, req.sampling, onToken, stats, t0);
+        return generate(c, req.sampling, onToken, TurnStats{}, t0);
     } catch (...) {
         c.messages.pop_back();
         c.images.resize(oldImages);
@@ -205,6 +402,34 @@ TurnResult Engine::editLast(int conversation, const TurnRequest &req, const Toke
     }
 }
 
+int Engine::restoreConversation(const std::vector<HistoryMessage> &history) {
+    c10::InferenceMode guard;
+    // Prepare every image before creating anything, so a bad one leaves no trace.
+    std::vector<ChatMessage> messages;
+    std::vector<ConvImage> images;
+    for (const HistoryMessage &h : history) {
+        ChatMessage m;
+        m.fromUser = h.fromUser;
+        m.text = h.text;
+        for (const ImageInput &in : h.images) {
+            Prepared p = prepareImage(in, model(), settings_.imageLimits);
+            ConvImage ci;
+            ci.label = in.label.empty() ? in.path : in.label;
+            ci.hash = p.hash;
+            ci.key = p.key;
+            ci.pixels = p.pixels;
+            m.images.push_back(static_cast<int>(images.size()));
+            images.push_back(std::move(ci));
+        }
+        messages.push_back(std::move(m));
+    }
+    const int id = newConversation();
+    Conversation &c = conv(id);
+    c.messages = std::move(messages);
+    c.images = std::move(images);
+    return id;
+}
+
 TurnResult Engine::generate(Conversation &c, const SamplingParams &sp, const TokenCallback &onToken,
                             TurnStats stats, double t0) {
     const MiniGptModel &m = model();
@@ -212,9 +437,15 @@ TurnResult Engine::generate(Conversation &c, const SamplingParams &sp, const Tok
     const Llama &llm = m.llm();
     const int imageTokens = cfg.imageTokens();
     const int64_t ctx = cfg.llm.maxPositions;
+    c.lastUsed = ++useClock_;
+    c.busy = true;
+    struct Busy {
+        Conversation &c;
+        ~Busy() { c.busy = false; }
+    } busy{c};
 
     // Fit the context: drop the oldest whole turns, never the system prompt or the current
-    // question with its images (the original cuts from the left, image included).
+    // question (the original cuts from the left, image included).
     std::vector<ChatMessage> window = c.messages;
     std::vector<PromptChunk> chunks;
     int64_t length = 0;
@@ -242,30 +473,82 @@ TurnResult Engine::generate(Conversation &c, const SamplingParams &sp, const Tok
     const int maxNew = static_cast<int>(std::min<int64_t>(sp.maxNewTokens, ctx - length));
 
     auto imageKey = [&](int i) { return c.images.at(i).key; };
-    auto imageEmbeds = [&](int i) {
-        ConvImage &ci = c.images.at(i);
-        if (!ci.embeds.defined()) {
-            const double e0 = nowMs();
-            ci.embeds = m.encodeImage(ci.pixels);
-            stats.encodeMs += nowMs() - e0;
-            ++stats.imagesEncoded;
-            for (ConvImage &other : c.images)
-                if (other.hash == ci.hash && !other.embeds.defined()) other.embeds = ci.embeds;
+    const std::vector<int64_t> keys = promptKeys(chunks, imageKey, imageTokens);
+
+    // Response cache: an exact repeat of a deterministic request.
+    std::string responseKey;
+    if (settings_.responseCache && sp.isGreedy()) {
+        XXH3_state_t *st = XXH3_createState();
+        XXH3_128bits_reset(st);
+        const std::string id = m.dir() + "|" + m.visionIdentity() + "|" + cfg.toJsonText();
+        XXH3_128bits_update(st, id.data(), id.size());
+        XXH3_128bits_update(st, keys.data(), keys.size() * sizeof(int64_t));
+        const int64_t gen[3] = {maxNew, static_cast<int64_t>(sp.repetitionPenalty * 1e6), sp.ignoreEos};
+        XXH3_128bits_update(st, gen, sizeof gen);
+        responseKey = hex128(XXH3_128bits_digest(st));
+        XXH3_freeState(st);
+        CachedResponse hit;
+        const bool found = responses_->lookup(responseKey, hit);
+        metrics_->recordLookup("response", found);
+        if (found) {
+            if (onToken && !hit.text.empty()) onToken(hit.text);
+            stats.ttftMs = stats.totalMs = nowMs() - t0;
+            stats.promptTokens = length;
+            stats.generatedTokens = static_cast<int>(hit.tokens.size());
+            stats.stopReason = hit.stopReason;
+            stats.responseCacheHit = true;
+            metrics_->recordLatency("ttft", stats.ttftMs);
+            metrics_->recordLatency("turn", stats.totalMs);
+            metrics_->addCounter("turns");
+            TurnResult r;
+            r.tokens = hit.tokens;
+            r.answer = postProcessAnswer(hit.text);
+            r.stats = stats;
+            ChatMessage answer;
+            answer.fromUser = false;
+            answer.text = r.answer;
+            answer.answerIds = hit.keptIds;
+            c.messages.push_back(std::move(answer));
+            return r;
         }
-        return ci.embeds;
-    };
+    }
+
+    // Prefix cache: a conversation that does not already hold this prompt's prefix starts
+    // from the longest one another conversation holds (system prompt + image, typically).
+    if (settings_.kvReuse && settings_.prefixCache) {
+        const int64_t own = c.session.commonPrefix(keys);
+        const Conversation *best = nullptr;
+        int64_t bestLen = own;
+        for (const auto &[id, other] : conversations_)
+            if (other.get() != &c) {
+                const int64_t n = other->session.commonPrefix(keys);
+                if (n > bestLen) bestLen = n, best = other.get();
+            }
+        if (best && bestLen > own + 8) {
+            c.session.adoptPrefix(best->session, std::min<int64_t>(bestLen, length - 1));
+            stats.prefixFromOtherConversation = true;
+        }
+    }
+
+    auto imageEmbeds = [&](int i) { return imageFeatures(c, i, stats); };
     const double p0 = nowMs();
-    PrefillResult pr = c.session.prefill(llm, chunks, imageKey, imageEmbeds, imageTokens,
-                                         settings_.kvReuse, false);
+    PrefillResult pr = c.session.prefill(llm, chunks, imageKey, imageEmbeds, imageTokens, settings_.kvReuse,
+                                         settings_.allPromptLogits);
     stats.prefillMs = nowMs() - p0 - stats.encodeMs;
     stats.promptTokens = pr.promptTokens;
     stats.reusedTokens = pr.reusedTokens;
     stats.prefillTokens = pr.prefilledTokens;
+    metrics_->recordLookup("prefix", pr.reusedTokens > 0);
+    metrics_->recordLatency("prefill", stats.prefillMs);
+    metrics_->addCounter("tokens_prefilled", static_cast<uint64_t>(pr.prefilledTokens));
+    metrics_->addCounter("tokens_reused", static_cast<uint64_t>(pr.reusedTokens));
+    pushPoolStats();
 
     Sampler sampler(sp);
-    AnswerStream stream(m.tokenizer(), cfg.stopStrings);
+    AnswerStream stream(m.tokenizer(), sp.ignoreEos ? std::vector<std::string>{} : cfg.stopStrings);
     std::vector<int32_t> generated;
-    at::Tensor logits = pr.logits;
+    at::Tensor logits = pr.logits.narrow(0, pr.logits.size(0) - 1, 1);
+    const int64_t tokVocab = m.tokenizer().vocabSize();
     const int32_t eos = m.tokenizer().eosId();
     const double d0 = nowMs();
     stats.stopReason = "max-tokens";
@@ -275,10 +558,16 @@ TurnResult Engine::generate(Conversation &c, const SamplingParams &sp, const Tok
             stats.stopReason = "cancelled";
             break;
         }
-        const int32_t id = sampler.sample(logits, generated);
-        if (i == 0) stats.ttftMs = nowMs() - t0;
+        // Never emit an id the tokenizer cannot decode (random or padded vocabularies).
+        at::Tensor l = logits.size(-1) > tokVocab ? logits.narrow(-1, 0, tokVocab) : logits;
+        if (sp.ignoreEos && eos >= 0 && eos < tokVocab) l = l.clone().index_fill_(-1, at::tensor({int64_t{eos}}), -INFINITY);
+        const int32_t id = sampler.sample(l, generated);
+        if (i == 0) {
+            stats.ttftMs = nowMs() - t0;
+            metrics_->recordLatency("ttft", stats.ttftMs);
+        }
         generated.push_back(id);
-        if (id == eos || id == cfg.llm.eos) {
+        if (!sp.ignoreEos && (id == eos || id == cfg.llm.eos)) {
             stats.stopReason = "eos";
             break;
         }
@@ -298,6 +587,12 @@ TurnResult Engine::generate(Conversation &c, const SamplingParams &sp, const Tok
     stats.generatedTokens = static_cast<int>(generated.size());
     stats.decodeMsPerToken = generated.empty() ? 0 : stats.decodeMs / static_cast<double>(generated.size());
     stats.totalMs = nowMs() - t0;
+    metrics_->recordLatency("decode_token", stats.decodeMsPerToken);
+    metrics_->recordLatency("turn", stats.totalMs);
+    metrics_->addCounter("turns");
+    metrics_->addCounter("tokens_generated", generated.size());
+    if (stats.decodeMs > 0) metrics_->setGauge("tokens_per_second", 1000.0 * generated.size() / stats.decodeMs);
+    pushPoolStats();
 
     TurnResult r;
     r.tokens = generated;
@@ -311,6 +606,8 @@ TurnResult Engine::generate(Conversation &c, const SamplingParams &sp, const Tok
     answer.answerIds = stream.idsBeforeStop();
     if (stats.stopReason == "eos" && cfg.promptTemplate != PromptTemplate::Vicuna0)
         answer.answerIds.push_back(generated.back());
+    if (!responseKey.empty() && !stats.cancelled)
+        responses_->insert(responseKey, CachedResponse{stream.text(), generated, answer.answerIds, stats.stopReason});
     c.messages.push_back(std::move(answer));
     return r;
 }

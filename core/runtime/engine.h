@@ -11,16 +11,41 @@
 #include <vector>
 
 #include "core/image/image_decode.h"
+#include "core/metrics/metrics.h"
 #include "core/runtime/sampling.h"
+
+namespace at {
+class Tensor;
+}
 
 namespace mgd {
 
 class MiniGptModel;
+class MemoryPool;
+class FeatureCache;
+class ResponseCache;
 struct Conversation;
 
+enum class EvictionPolicy { Lru, Lfu };
+
+// Everything configurable flows in through this one struct (CLI flags, the UI's settings).
 struct EngineSettings {
-    int threads = 0;        // 0: one per core (Debian's libtorch defaults to 1)
-    bool kvReuse = true;    // off: re-prefill the whole conversation every turn (the original)
+    int threads = 0;             // 0: one per core (Debian's libtorch defaults to 1)
+    std::string device = "cpu";  // "cpu" or "cuda" (when libtorch was built with CUDA)
+    bool kvReuse = true;         // off: re-prefill the whole conversation every turn (the original)
+    bool featureCache = true;    // image-feature cache (tiers below)
+    bool prefixCache = true;     // a new conversation reuses the KV of a shared prefix
+    bool responseCache = true;   // exact repeats of greedy requests
+    bool memoryPool = true;      // KV + cached features in one pre-allocated arena
+    uint64_t memoryPoolBytes = 0;        // 0: a sensible default for the model and machine
+    uint64_t featureDeviceBytes = 256ull << 20;
+    uint64_t featureHostBytes = 256ull << 20;
+    uint64_t featureDiskBytes = 2ull << 30;
+    std::string featureDiskDir;          // empty: $XDG_CACHE_HOME/minigpt-desk/features
+    EvictionPolicy eviction = EvictionPolicy::Lru;
+    // The original's memory behaviour (HF generate): logits for every prompt position, of
+    // which only the last is used. Off except to reproduce the original in the benchmark.
+    bool allPromptLogits = false;
     ImageLimits imageLimits;
 };
 
@@ -53,6 +78,8 @@ struct TurnStats {
     int droppedTurns = 0;        // oldest turns dropped to fit the context
     int contextImages = 0;       // images in the prompt
     bool cancelled = false;
+    bool responseCacheHit = false;         // answered from the response cache
+    bool prefixFromOtherConversation = false; // started from another conversation's KV
     std::string stopReason;      // eos | stop-string | max-tokens | context-full | cancelled
 };
 
@@ -72,6 +99,13 @@ struct MessageView {
     bool fromUser = true;
     std::string text;
     std::vector<std::string> imageHashes;
+};
+
+// A message of a saved conversation, for Engine::restoreConversation.
+struct HistoryMessage {
+    bool fromUser = true;
+    std::string text;
+    std::vector<ImageInput> images; // user messages
 };
 
 // Receives the answer as it streams: UTF-8 text pieces, stop strings held back.
@@ -99,18 +133,49 @@ public:
     TurnResult regenerate(int conversation, const SamplingParams &sampling, const TokenCallback &onToken = {});
     // Replaces the last question (and its answer) with `req`.
     TurnResult editLast(int conversation, const TurnRequest &req, const TokenCallback &onToken = {});
+    // Recreates a saved conversation (after a restart or a model reload) so it can go on:
+    // images are decoded and hashed now and encoded, or found in the feature cache, when a
+    // turn needs them; answers are tokenized from their text. Bad images throw mgd::Error and
+    // create nothing.
+    int restoreConversation(const std::vector<HistoryMessage> &history);
 
     void cancel() { cancel_.store(true); }
+
+    // Applies new settings without reloading the model where possible (cache budgets and
+    // toggles, pool size, eviction policy, threads).
+    void applySettings(const EngineSettings &s);
+    // Thread-safe: may be called from any thread while a turn runs.
+    MetricsSnapshot metricsSnapshot() const;
+    // Computes and caches the features of the given image files (skipping ones already
+    // cached); returns how many were computed. Blocking: run it on a worker thread.
+    int preloadImages(const std::vector<std::string> &paths);
+
+    // Figures the benchmark needs: bytes of weights one decode step reads, and the pool's
+    // capacity (0 without a pool).
+    uint64_t llmWeightBytes() const;
+    uint64_t llmDecodeBytesPerToken() const;
+    uint64_t poolCapacityBytes() const;
+    // Drops every cached feature (all tiers) and response; used between benchmark modes.
+    void clearCaches();
 
 private:
     Conversation &conv(int id) const;
     TurnResult generate(Conversation &c, const SamplingParams &sp, const TokenCallback &onToken,
                         TurnStats stats, double t0);
+    at::Tensor imageFeatures(Conversation &c, int image, TurnStats &stats);
+    void buildCaches();
+    bool freePoolMemory(const Conversation *active);
+    void pushPoolStats();
     EngineSettings settings_;
     std::unique_ptr<MiniGptModel> model_;
     std::map<int, std::unique_ptr<Conversation>> conversations_;
     int nextId_ = 1;
+    uint64_t useClock_ = 0;
     std::atomic<bool> cancel_{false};
+    std::unique_ptr<Metrics> metrics_;
+    std::unique_ptr<MemoryPool> pool_;
+    std::unique_ptr<FeatureCache> features_;
+    std::unique_ptr<ResponseCache> responses_;
 };
 
 } // namespace mgd

@@ -18,6 +18,7 @@ struct SamplingParams {
     float repetitionPenalty = 1.05f;
     int64_t seed = -1;           // -1: from the clock
     int maxNewTokens = 300;
+    bool ignoreEos = false;      // benchmarks: fixed-length answers (no EOS / stop strings)
     bool isGreedy() const { return greedy || temperature <= 0.0f; }
 };
 

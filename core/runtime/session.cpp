@@ -30,6 +30,20 @@ std::vector<int64_t> promptKeys(const std::vector<PromptChunk> &chunks,
     return keys;
 }
 
+int64_t Session::commonPrefix(const std::vector<int64_t> &keys) const {
+    const int64_t held = std::min<int64_t>(kv.length, static_cast<int64_t>(keys_.size()));
+    int64_t n = 0;
+    while (n < held && n < static_cast<int64_t>(keys.size()) && keys_[n] == keys[n]) ++n;
+    return n;
+}
+
+void Session::adoptPrefix(const Session &other, int64_t n) {
+    n = std::min<int64_t>(n, other.commonPrefix(other.keys_));
+    kv.truncate(0);
+    kv.copyPrefixFrom(other.kv, n);
+    keys_.assign(other.keys_.begin(), other.keys_.begin() + n);
+}
+
 void Session::clear() {
     kv.clear();
     keys_.clear();
@@ -41,13 +55,8 @@ PrefillResult Session::prefill(const Llama &llm, const std::vector<PromptChunk> 
                                bool reuse, bool allLogits, std::vector<at::Tensor> *hidden) {
     const std::vector<int64_t> keys = promptKeys(chunks, imageKey, imageTokens);
     const int64_t L = static_cast<int64_t>(keys.size());
-    int64_t common = 0;
-    if (reuse) {
-        const int64_t held = std::min<int64_t>(kv.length, static_cast<int64_t>(keys_.size()));
-        while (common < held && common < L && keys_[common] == keys[common]) ++common;
-        // The last prompt position must run to produce the next-token logits.
-        common = std::min(common, L - 1);
-    }
+    // The last prompt position must always run to produce the next-token logits.
+    const int64_t common = reuse ? std::min(commonPrefix(keys), L - 1) : 0;
     kv.truncate(common);
     keys_.resize(common);
 

@@ -33,6 +33,11 @@ public:
     at::Tensor step(const Llama &llm, int32_t id);
 
     int64_t length() const { return kv.length; }
+    // Longest common prefix of `keys` with what the KV holds.
+    int64_t commonPrefix(const std::vector<int64_t> &keys) const;
+    // Starts from the first n positions of another session's KV (a shared prefix).
+    void adoptPrefix(const Session &other, int64_t n);
+    const std::vector<int64_t> &keys() const { return keys_; }
     void clear();
     KvCache kv;
 

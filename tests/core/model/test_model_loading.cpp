@@ -141,7 +141,9 @@ private slots:
     }
 
     void failedLoadKeepsTheCurrentModel() {
-        mgd::Engine e;
+        mgd::EngineSettings s;
+        s.featureDiskBytes = 0;
+        mgd::Engine e(s);
         e.loadModel(copyModel().string());
         fs::path bad = copyModel();
         fs::remove(bad / "tokenizer.model");

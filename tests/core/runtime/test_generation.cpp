@@ -15,6 +15,13 @@ namespace {
 const std::string kV1 = MGD_TEST_DATA "/minigpt4-tiny-hi";
 const std::string kV2 = MGD_TEST_DATA "/minigptv2-tiny-hi";
 
+// Tests never touch the user's feature cache folder.
+mgd::EngineSettings noDisk() {
+    mgd::EngineSettings s;
+    s.featureDiskBytes = 0;
+    return s;
+}
+
 mgd::TurnRequest ask(const std::string &text, bool withImage, int maxNew = 8) {
     mgd::TurnRequest r;
     r.text = text;
@@ -32,7 +39,7 @@ class TestGeneration : public QObject {
 
 private slots:
     void followUpTurnPrefillsOnlyNewTokens() {
-        mgd::Engine e;
+        mgd::Engine e(noDisk());
         e.loadModel(kV1);
         const int c = e.newConversation();
         auto t1 = e.submitTurn(c, ask("What is in this image?", true));
@@ -50,9 +57,9 @@ private slots:
 
     void kvReuseGivesSameTokensAsFullReprefill() {
         for (const std::string &dir : {kV1, kV2}) {
-            mgd::EngineSettings off;
+            mgd::EngineSettings off = noDisk();
             off.kvReuse = false;
-            mgd::Engine reuse, full(off);
+            mgd::Engine reuse(noDisk()), full(off);
             reuse.loadModel(dir);
             full.loadModel(dir);
             const int a = reuse.newConversation(), b = full.newConversation();
@@ -69,7 +76,7 @@ private slots:
     }
 
     void samplingIsReproducibleWithSeed() {
-        mgd::Engine e;
+        mgd::Engine e(noDisk());
         e.loadModel(kV2);
         auto run = [&](int64_t seed) {
             const int c = e.newConversation();
@@ -87,7 +94,7 @@ private slots:
     }
 
     void cancelStopsPromptly() {
-        mgd::Engine e;
+        mgd::Engine e(noDisk());
         e.loadModel(kV2);
         const int c = e.newConversation();
         std::atomic<bool> started{false};
@@ -117,7 +124,9 @@ private slots:
     }
 
     void regenerateAndEditTruncateToCommonPrefix() {
-        mgd::Engine e;
+        mgd::EngineSettings s = noDisk();
+        s.responseCache = false; // greedy regenerate would otherwise be answered from it
+        mgd::Engine e(s);
         e.loadModel(kV1);
         const int c = e.newConversation();
         auto t1 = e.submitTurn(c, ask("What is in this image?", true));
@@ -135,7 +144,7 @@ private slots:
     }
 
     void contextOverflowDropsOldestTurnsKeepsImage() {
-        mgd::Engine e;
+        mgd::Engine e(noDisk());
         e.loadModel(kV2); // context 256 positions
         const int c = e.newConversation();
         std::string q = "Tell me about the red square and the blue circle in detail please";
@@ -151,7 +160,7 @@ private slots:
     }
 
     void tooLongQuestionIsRefusedAndLosesNothing() {
-        mgd::Engine e;
+        mgd::Engine e(noDisk());
         e.loadModel(kV2);
         const int c = e.newConversation();
         e.submitTurn(c, ask("Hi", true));
@@ -167,7 +176,7 @@ private slots:
     }
 
     void badImageIsRefusedAndLosesNothing() {
-        mgd::Engine e;
+        mgd::Engine e(noDisk());
         e.loadModel(kV1);
         const int c = e.newConversation();
         e.submitTurn(c, ask("What is in this image?", true));

@@ -1,0 +1,38 @@
+#pragma once
+// Exact-repeat cache of deterministic answers. Invariants: only greedy requests are stored or
+// looked up (sampling must stay random); the key covers everything that decides the answer
+// (model identity, prompt token ids and image identities, generation settings); at most
+// `capacity` entries, least recently used evicted first.
+#include <cstdint>
+#include <list>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace mgd {
+
+struct CachedResponse {
+    std::string text;             // the streamed text, as the callback received it
+    std::vector<int32_t> tokens;  // every generated token
+    std::vector<int32_t> keptIds; // tokens kept in the conversation
+    std::string stopReason;
+};
+
+class ResponseCache {
+public:
+    explicit ResponseCache(size_t capacity = 256) : capacity_(capacity) {}
+    bool lookup(const std::string &key, CachedResponse &out);
+    void insert(const std::string &key, CachedResponse value);
+    void clear();
+    size_t size() const;
+
+private:
+    using Entry = std::pair<std::string, CachedResponse>;
+    size_t capacity_;
+    mutable std::mutex mu_;
+    std::list<Entry> lru_; // front = most recent
+    std::unordered_map<std::string, std::list<Entry>::iterator> index_;
+};
+
+} // namespace mgd

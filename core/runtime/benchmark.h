@@ -1,0 +1,56 @@
+#pragma once
+// The benchmark: one scripted conversation run, in one process, under the original
+// MiniGPT-4 demo's behaviour and with each optimisation, reporting ratios against the
+// original. Answers have a fixed length (random-weight models never stop by themselves).
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace mgd {
+
+struct BenchOptions {
+    std::string modelDir;      // empty: generate (once) the bench model into cacheDir
+    std::string cacheDir;      // where the generated bench model and feature cache live
+    std::string tokenizerPath; // tokenizer.model for the generated model
+    std::string imagePath;     // empty: a generated test pattern
+    int answerTokens = 32;
+    int threads = 0;
+    std::vector<std::string> modes{"original", "feature_cache", "kv_reuse", "pool", "all"};
+    uint64_t poolBytes = 0;    // 0: sized to the scripted conversation
+};
+
+struct BenchTurn {
+    double ttftS = 0, turnS = 0;
+    long prefillTokens = 0, promptTokens = 0;
+    int imagesEncoded = 0;
+};
+
+struct BenchMode {
+    std::string name;
+    std::vector<BenchTurn> turns; // the 10-turn conversation
+    BenchTurn newConversation;    // a second conversation on the same image
+    BenchTurn repeat;             // an exact repeat of a greedy turn
+    double totalS = 0;            // the 10 turns
+    double decodeTokensPerSecond = 0;
+    uint64_t peakExtraBytes = 0, peakRssBytes = 0, poolCapacityBytes = 0, budgetBytes = 0;
+    double featureHitRate = 0, prefixHitRate = 0, responseHitRate = 0;
+};
+
+struct BenchReport {
+    std::string model;
+    uint64_t weightBytes = 0, decodeBytesPerToken = 0;
+    int answerTokens = 0;
+    std::vector<BenchMode> modes;
+    double memoryBandwidthGBs = 0;
+    double ttftSpeedupTurn10 = 0, totalSpeedup = 0, newConversationTtftSpeedup = 0;
+    double peakExtraRatio = 0, decodeEfficiency = 0, ttftFlatness = 0;
+    std::string table() const;
+    std::string json() const;
+};
+
+// Measures read bandwidth of this machine (GB/s) by streaming a buffer well above the L3.
+double measureMemoryBandwidth(int threads);
+
+BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const std::string &)> &log);
+
+} // namespace mgd

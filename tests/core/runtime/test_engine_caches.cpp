@@ -1,0 +1,187 @@
+// The engine's caches through the facade: features (incl. the disk tier across a restart),
+// cross-conversation prefix KV, responses, and KV in the memory pool (incl. exhaustion).
+#include <QTemporaryDir>
+#include <QtTest>
+
+#include "core/runtime/engine.h"
+#include "core/util/error.h"
+
+namespace {
+
+const std::string kV1 = MGD_TEST_DATA "/minigpt4-tiny-hi";
+const std::string kV2 = MGD_TEST_DATA "/minigptv2-tiny-hi";
+
+mgd::TurnRequest ask(const std::string &text, bool withImage, int maxNew = 8) {
+    mgd::TurnRequest r;
+    r.text = text;
+    if (withImage) r.images.push_back(mgd::ImageInput::fromFile(kV1 + "/image.png"));
+    r.sampling.greedy = true;
+    r.sampling.repetitionPenalty = 1.0f;
+    r.sampling.maxNewTokens = maxNew;
+    return r;
+}
+
+mgd::EngineSettings settingsIn(const QTemporaryDir &dir) {
+    mgd::EngineSettings s;
+    s.featureDiskDir = dir.path().toStdString() + "/features";
+    return s;
+}
+
+double hitRate(const mgd::Engine &e, const char *cache) {
+    const auto snap = e.metricsSnapshot();
+    auto it = snap.hitRates.find(cache);
+    return it == snap.hitRates.end() ? -1 : it->second.lifetime();
+}
+
+} // namespace
+
+class TestEngineCaches : public QObject {
+    Q_OBJECT
+
+private slots:
+    void secondConversationOnSameImageSkipsVisionAndPrefix() {
+        QTemporaryDir tmp;
+        mgd::Engine e(settingsIn(tmp));
+        e.loadModel(kV1);
+        auto first = e.submitTurn(e.newConversation(), ask("What is in this image?", true));
+        QCOMPARE(first.stats.imagesEncoded, 1);
+        auto second = e.submitTurn(e.newConversation(), ask("Describe the colors.", true));
+        QCOMPARE(second.stats.imagesEncoded, 0);
+        QVERIFY(second.stats.prefixFromOtherConversation);
+        // System prompt + image + "</Img>" prefix come from the first conversation's KV.
+        QVERIFY2(second.stats.reusedTokens >= 102, qPrintable(QString::number(second.stats.reusedTokens)));
+
+        // The same answer as with every cache off: prefix reuse does not change the math.
+        mgd::EngineSettings off = settingsIn(tmp);
+        off.featureCache = off.prefixCache = off.responseCache = off.memoryPool = false;
+        mgd::Engine plain(off);
+        plain.loadModel(kV1);
+        auto ref = plain.submitTurn(plain.newConversation(), ask("Describe the colors.", true));
+        QCOMPARE(second.tokens, ref.tokens);
+        QCOMPARE(ref.stats.reusedTokens, int64_t{0});
+    }
+
+    void featureCacheHitEqualsRecomputationAndSurvivesRestart() {
+        QTemporaryDir tmp;
+        std::vector<int32_t> firstTokens;
+        {
+            mgd::EngineSettings s = settingsIn(tmp);
+            s.prefixCache = false; // force the image to be needed again
+            mgd::Engine e(s);
+            e.loadModel(kV1);
+            firstTokens = e.submitTurn(e.newConversation(), ask("What is in this image?", true)).tokens;
+            auto again = e.submitTurn(e.newConversation(), ask("What is in this image?", true));
+            QCOMPARE(again.stats.imagesEncoded, 0);
+            QVERIFY(again.stats.responseCacheHit);
+            QCOMPARE(again.tokens, firstTokens);
+            auto other = e.submitTurn(e.newConversation(), ask("Colors?", true));
+            QCOMPARE(other.stats.imagesEncoded, 0); // a feature-cache hit
+            QVERIFY(hitRate(e, "feature") > 0);
+        }
+        // A new engine (an app restart) finds the features on disk.
+        mgd::Engine e(settingsIn(tmp));
+        e.loadModel(kV1);
+        auto r = e.submitTurn(e.newConversation(), ask("What is in this image?", true));
+        QCOMPARE(r.stats.imagesEncoded, 0);
+        QCOMPARE(r.tokens, firstTokens);
+        QCOMPARE(e.preloadImages({kV1 + "/image.png"}), 0); // already cached
+        // Another vision model: the same pixels are a different key, so they are computed.
+        mgd::Engine v2(settingsIn(tmp));
+        v2.loadModel(kV2);
+        QCOMPARE(v2.preloadImages({kV1 + "/image.png"}), 1);
+        QCOMPARE(v2.submitTurn(v2.newConversation(), ask("Hi", true)).stats.imagesEncoded, 0);
+    }
+
+    void responseCacheOnlyForGreedyRequests() {
+        QTemporaryDir tmp;
+        mgd::Engine e(settingsIn(tmp));
+        e.loadModel(kV2);
+        auto sampled = [&] {
+            mgd::TurnRequest r = ask("Tell me a story.", true, 12);
+            r.sampling.greedy = false;
+            r.sampling.temperature = 1.0f;
+            r.sampling.seed = 3;
+            return e.submitTurn(e.newConversation(), r);
+        };
+        auto a = sampled(), b = sampled();
+        QVERIFY(!a.stats.responseCacheHit && !b.stats.responseCacheHit);
+        QCOMPARE(b.stats.generatedTokens, 12); // really decoded again
+        auto g1 = e.submitTurn(e.newConversation(), ask("Tell me a story.", true, 12));
+        auto g2 = e.submitTurn(e.newConversation(), ask("Tell me a story.", true, 12));
+        QVERIFY(!g1.stats.responseCacheHit);
+        QVERIFY(g2.stats.responseCacheHit);
+        QCOMPARE(g2.tokens, g1.tokens);
+        QCOMPARE(QString::fromStdString(g2.answer), QString::fromStdString(g1.answer));
+        QVERIFY(hitRate(e, "response") > 0);
+    }
+
+    void pooledKvGivesSameTokensAsContiguousKv() {
+        QTemporaryDir tmp;
+        mgd::EngineSettings pooled = settingsIn(tmp), plain = settingsIn(tmp);
+        plain.memoryPool = false;
+        pooled.responseCache = plain.responseCache = false;
+        mgd::Engine a(pooled), b(plain);
+        a.loadModel(kV2);
+        b.loadModel(kV2);
+        const int ca = a.newConversation(), cb = b.newConversation();
+        // Turns long enough to span several 128-position blocks.
+        const char *qs[] = {"What is in this image?", "What color is the background?", "And the disc?"};
+        for (int i = 0; i < 3; ++i) {
+            auto ra = a.submitTurn(ca, ask(qs[i], i == 0, 60));
+            auto rb = b.submitTurn(cb, ask(qs[i], i == 0, 60));
+            QCOMPARE(ra.tokens, rb.tokens);
+        }
+        const auto snap = a.metricsSnapshot();
+        QVERIFY(snap.memory.poolCapacityBytes > 0);
+        QVERIFY(snap.memory.poolKvBytes > 0);
+        QVERIFY(snap.memory.poolUsedBytes <= snap.memory.poolCapacityBytes);
+    }
+
+    void exhaustedPoolEvictsIdleConversationsThenRefusesClearly() {
+        QTemporaryDir tmp;
+        mgd::EngineSettings s = settingsIn(tmp);
+        s.responseCache = false;
+        s.prefixCache = false;
+        // v2 tiny: a block is 2 (K,V) x 4 heads x 128 positions x 16 x 4 B = 64 KiB; a
+        // conversation of <= 128 positions needs 2 blocks (one per layer), its image 1.
+        s.memoryPoolBytes = 3 * 65536;
+        mgd::Engine e(s);
+        e.loadModel(kV2);
+        const int c1 = e.newConversation();
+        e.submitTurn(c1, ask("What is in this image?", true));
+        const int c2 = e.newConversation();
+        e.submitTurn(c2, ask("What is in this image?", true)); // evicts c1's KV
+        auto back = e.submitTurn(c1, ask("And now?", false)); // c1 re-prefills: nothing lost
+        QCOMPARE(back.stats.reusedTokens, int64_t{0});
+        QCOMPARE(static_cast<int>(e.messages(c1).size()), 4);
+        // One conversation longer than the whole pool: a clear refusal, the chat kept.
+        try {
+            e.submitTurn(c2, ask("Tell me more and more.", false, 200));
+            QFAIL("expected the pool to be exhausted");
+        } catch (const mgd::Error &err) {
+            QVERIFY2(std::string(err.what()).find("memory pool exhausted") != std::string::npos, err.what());
+        }
+        QCOMPARE(static_cast<int>(e.messages(c2).size()), 2);
+        const auto snap = e.metricsSnapshot();
+        QVERIFY(snap.memory.poolAllocFailures > 0);
+        QVERIFY(snap.memory.poolHighWaterBytes <= snap.memory.poolCapacityBytes);
+    }
+
+    void everyCacheCanBeTurnedOff() {
+        QTemporaryDir tmp;
+        mgd::EngineSettings s = settingsIn(tmp);
+        s.featureCache = s.prefixCache = s.responseCache = s.memoryPool = s.kvReuse = false;
+        mgd::Engine e(s);
+        e.loadModel(kV1);
+        auto a = e.submitTurn(e.newConversation(), ask("What is in this image?", true));
+        auto b = e.submitTurn(e.newConversation(), ask("What is in this image?", true));
+        QCOMPARE(b.stats.imagesEncoded, 1);
+        QVERIFY(!b.stats.responseCacheHit);
+        QCOMPARE(b.stats.reusedTokens, int64_t{0});
+        QCOMPARE(a.tokens, b.tokens);
+        QCOMPARE(e.metricsSnapshot().memory.poolCapacityBytes, uint64_t{0});
+    }
+};
+
+QTEST_APPLESS_MAIN(TestEngineCaches)
+#include "test_engine_caches.moc"
