@@ -462,16 +462,22 @@ struct FeatureCache::Core {
         };
         std::vector<Found> found;
         const auto now = fs::file_time_type::clock::now();
-        for (const fs::directory_entry &d : fs::directory_iterator(dir, ec)) {
-            std::error_code e1;
-            if (!d.is_regular_file(e1)) continue;
-            const std::string name = d.path().filename().string();
-            const auto mtime = d.last_write_time(e1);
-            std::string key;
-            if (name.size() > 4 && name.ends_with(".tmp") && !e1 && now - mtime > kStaleTemp)
-                fs::remove(d.path(), e1);
-            else if (isEntryFileName(name, key) && !e1)
-                found.push_back({key, d.file_size(e1), mtime});
+        try {
+            for (const fs::directory_entry &d : fs::directory_iterator(dir)) {
+                std::error_code e1;
+                if (!d.is_regular_file(e1)) continue;
+                const std::string name = d.path().filename().string();
+                const auto mtime = d.last_write_time(e1);
+                std::string key;
+                if (name.ends_with(".tmp") && !e1 && now - mtime > kStaleTemp)
+                    fs::remove(d.path(), e1);
+                else if (isEntryFileName(name, key) && !e1)
+                    found.push_back({key, d.file_size(e1), mtime});
+            }
+        } catch (const std::exception &ex) {
+            diskError = "feature cache folder '" + dir + "' cannot be listed (" + ex.what() +
+                        "); the disk tier is off";
+            return;
         }
         std::sort(found.begin(), found.end(), [](const Found &a, const Found &b) {
             return a.mtime != b.mtime ? a.mtime < b.mtime : a.key < b.key;
@@ -867,12 +873,14 @@ void FeatureCache::clear() {
         // Files written by someone else since indexing are entries too.
         if (c.diskOn) {
             std::error_code ec;
-            for (const fs::directory_entry &d : fs::directory_iterator(c.dir, ec)) {
+            fs::directory_iterator it(c.dir, ec), end;
+            for (; !ec && it != end; it.increment(ec)) {
                 std::string key;
-                if (!isEntryFileName(d.path().filename().string(), key)) continue;
-                auto it = c.entries.find(key);
-                if (it == c.entries.end() || it->second->slot[kDisk] == Slot::None)
-                    fs::remove(d.path(), ec);
+                if (!isEntryFileName(it->path().filename().string(), key)) continue;
+                auto known = c.entries.find(key);
+                std::error_code e1;
+                if (known == c.entries.end() || known->second->slot[kDisk] == Slot::None)
+                    fs::remove(it->path(), e1);
             }
         }
     }

@@ -87,7 +87,11 @@ void Engine::loadModel(const std::string &dir) {
 }
 
 void Engine::buildCaches() {
-    for (auto &[id, c] : conversations_) c->session.kv.release();
+    // KV blocks and pool-backed features must go back before their pool goes.
+    for (auto &[id, c] : conversations_) {
+        c->session.kv.release();
+        c->session.clear();
+    }
     features_.reset();
     pool_.reset();
     if (!model_) return;
@@ -115,7 +119,15 @@ void Engine::buildCaches() {
         fs.device = settings_.device;
         features_ = std::make_unique<FeatureCache>(fs, pool_.get());
     }
+    // Existing conversations move to the new storage (they re-prefill on their next turn).
+    for (auto &[id, c] : conversations_) attachStorage(*c);
     pushPoolStats();
+}
+
+void Engine::attachStorage(Conversation &c) {
+    Conversation *raw = &c;
+    if (pool_) c.session.kv.usePool(pool_.get(), kKvBlockPositions, [this, raw] { return freePoolMemory(raw); });
+    else c.session.kv.usePool(nullptr, 0, {});
 }
 
 void Engine::applySettings(const EngineSettings &s) {
@@ -129,9 +141,7 @@ void Engine::applySettings(const EngineSettings &s) {
                                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
     if (!s.responseCache) responses_->clear();
     if (rebuild) {
-        // Sessions lose their KV (it lived in the old pool); the next turn re-prefills.
-        for (auto &[id, c] : conversations_) c->session.clear();
-        buildCaches();
+        buildCaches(); // sessions lose their KV; the next turn re-prefills
     } else if (features_) {
         FeatureCacheSettings fs;
         fs.enabled = true;
@@ -210,9 +220,7 @@ int Engine::newConversation() {
     model();
     const int id = nextId_++;
     auto c = std::make_unique<Conversation>();
-    Conversation *raw = c.get();
-    if (pool_)
-        c->session.kv.usePool(pool_.get(), kKvBlockPositions, [this, raw] { return freePoolMemory(raw); });
+    attachStorage(*c);
     conversations_[id] = std::move(c);
     return id;
 }

@@ -164,6 +164,7 @@ private:
                         TurnStats stats, double t0);
     at::Tensor imageFeatures(Conversation &c, int image, TurnStats &stats);
     void buildCaches();
+    void attachStorage(Conversation &c);
     bool freePoolMemory(const Conversation *active);
     void pushPoolStats();
     EngineSettings settings_;

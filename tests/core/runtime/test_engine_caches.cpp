@@ -167,6 +167,28 @@ private slots:
         QVERIFY(snap.memory.poolHighWaterBytes <= snap.memory.poolCapacityBytes);
     }
 
+    void settingsChangeMidConversationKeepsItWorking() {
+        QTemporaryDir tmp;
+        mgd::EngineSettings s = settingsIn(tmp);
+        s.responseCache = false;
+        mgd::Engine e(s), ref(s);
+        e.loadModel(kV1);
+        ref.loadModel(kV1);
+        const int c = e.newConversation(), r = ref.newConversation();
+        QCOMPARE(e.submitTurn(c, ask("What is in this image?", true)).tokens,
+                 ref.submitTurn(r, ask("What is in this image?", true)).tokens);
+        for (bool pool : {false, true}) {
+            s.memoryPool = pool;
+            s.memoryPoolBytes = pool ? (8u << 20) : 0;
+            e.applySettings(s); // the KV storage changes under the conversation
+            auto a = e.submitTurn(c, ask(pool ? "And now?" : "Colors?", false));
+            auto b = ref.submitTurn(r, ask(pool ? "And now?" : "Colors?", false));
+            QCOMPARE(a.tokens, b.tokens);
+            QCOMPARE(a.stats.reusedTokens, int64_t{0}); // re-prefilled into the new storage
+        }
+        QCOMPARE(e.metricsSnapshot().memory.poolCapacityBytes, uint64_t{8u << 20});
+    }
+
     void everyCacheCanBeTurnedOff() {
         QTemporaryDir tmp;
         mgd::EngineSettings s = settingsIn(tmp);
