@@ -38,7 +38,9 @@ constexpr uint8_t kMaxDims = 16;
 // A temp file this old cannot belong to a write in progress: a crash left it.
 constexpr auto kStaleTemp = std::chrono::minutes(10);
 
-size_t headerBytes(size_t ndim) { return kFixedHeader + 8 * ndim + 24; }
+size_t headerBytes(size_t ndim) {
+    return kFixedHeader + 8 * ndim + 24;
+}
 
 // Stable on-disk dtype codes (never at::ScalarType's numbering, which may change).
 uint8_t dtypeCode(at::ScalarType t) {
@@ -87,7 +89,9 @@ bool isEntryFileName(const std::string &name, std::string &key) {
            std::none_of(key.begin(), key.end(), [](char c) { return c >= 'A' && c <= 'F'; });
 }
 
-std::string errnoText() { return std::strerror(errno); }
+std::string errnoText() {
+    return std::strerror(errno);
+}
 
 bool writeAll(int fd, const uint8_t *p, size_t n) {
     while (n > 0) {

@@ -46,7 +46,7 @@ struct FeatureCacheStats {
 // A lookup or insert result. While any copy of it is alive the entry is pinned: no tier evicts
 // it. Copies share one pin. An empty handle (operator bool false) is a miss.
 class FeatureHandle {
-  public:
+public:
     FeatureHandle() = default;
     explicit operator bool() const { return value_.defined(); }
     // The cached value, contiguous. From a lookup it may share storage with the cache's copy:
@@ -56,7 +56,7 @@ class FeatureHandle {
     // Where the value was found: "device" | "host" | "disk", or "new" for insert().
     const char *tier() const { return tier_; }
 
-  private:
+private:
     friend class FeatureCache;
     FeatureHandle(at::Tensor value, const char *tier, std::shared_ptr<void> pin)
         : value_(std::move(value)), tier_(tier), pin_(std::move(pin)) {}
@@ -105,7 +105,7 @@ class FeatureHandle {
 // while holding a non-recursive lock of its own: evictHost() calls releaseBlock()). The store
 // must outlive the cache and every handle it returned. One process per folder.
 class FeatureCache {
-  public:
+public:
     explicit FeatureCache(FeatureCacheSettings s, BlockStore *hostStore = nullptr);
     ~FeatureCache();
     FeatureCache(const FeatureCache &) = delete;
@@ -130,7 +130,7 @@ class FeatureCache {
 
     struct Core;
 
-  private:
+private:
     std::shared_ptr<Core> core_;
 };
 

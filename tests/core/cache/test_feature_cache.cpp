@@ -53,7 +53,9 @@ std::string filePath(const QTemporaryDir &dir, const std::string &key) {
     return (dir.path() + "/").toStdString() + key + ".mgdf";
 }
 
-bool exists(const std::string &path) { return std::filesystem::exists(path); }
+bool exists(const std::string &path) {
+    return std::filesystem::exists(path);
+}
 
 FeatureCacheSettings hostOnly(uint64_t hostBytes) {
     FeatureCacheSettings s;
@@ -69,7 +71,9 @@ FeatureCacheSettings withDisk(const QTemporaryDir &dir, uint64_t hostBytes, uint
     return s;
 }
 
-bool countersConsistent(const TierCounters &t) { return t.lookups == t.hits + t.misses; }
+bool countersConsistent(const TierCounters &t) {
+    return t.lookups == t.hits + t.misses;
+}
 
 bool statsConsistent(const FeatureCacheStats &s) {
     return countersConsistent(s.device) && countersConsistent(s.host) &&
@@ -81,7 +85,7 @@ bool statsConsistent(const FeatureCacheStats &s) {
 // that catches leaks and double releases. onFull runs (without the lock) when it is empty,
 // as the engine does when it asks the cache for room.
 class FakeStore : public mgd::BlockStore {
-  public:
+public:
     FakeStore(int blocks, size_t blockBytes)
         : bytes_(blockBytes), data_(blocks), state_(blocks, 0) {
         for (auto &d : data_) d.assign(blockBytes, 0xee);
@@ -128,7 +132,7 @@ class FakeStore : public mgd::BlockStore {
     }
     std::function<void()> onFull;
 
-  private:
+private:
     size_t bytes_;
     std::vector<std::vector<uint8_t>> data_;
     std::vector<uint8_t> state_;
@@ -142,7 +146,7 @@ class FakeStore : public mgd::BlockStore {
 class TestFeatureCache : public QObject {
     Q_OBJECT
 
-  private slots:
+private slots:
     void hitReturnsTensorIdenticalToInserted() {
         QTemporaryDir dir;
         for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
