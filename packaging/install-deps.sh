@@ -5,7 +5,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 PKGS=(
   build-essential cmake ninja-build ccache pkg-config git
-  qt6-base-dev libqt6charts6-dev libgl-dev qt6-image-formats-plugins
+  qt6-base-dev qt6-charts-dev libqt6opengl6-dev libgl-dev qt6-image-formats-plugins
   libtorch-dev libopenblas0-openmp
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   libxxhash-dev nlohmann-json3-dev

@@ -1,0 +1,164 @@
+#include "ui/engine_worker.h"
+
+#include <QElapsedTimer>
+#include <QMetaType>
+#include <QThread>
+
+#include "core/util/error.h"
+
+#ifdef Q_OS_LINUX
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+namespace {
+
+std::vector<mgd::ImageInput> toInputs(const QList<ImageAttachment> &images) {
+    std::vector<mgd::ImageInput> out;
+    out.reserve(images.size());
+    for (const ImageAttachment &a : images) {
+        mgd::ImageInput in;
+        in.bytes.assign(a.bytes.begin(), a.bytes.end());
+        in.label = a.label.toStdString();
+        out.push_back(std::move(in));
+    }
+    return out;
+}
+
+mgd::TurnRequest toRequest(const TurnJob &job) {
+    mgd::TurnRequest r;
+    r.text = job.text.toStdString();
+    r.images = toInputs(job.images);
+    r.sampling = job.sampling;
+    return r;
+}
+
+} // namespace
+
+void registerWorkerTypes() {
+    qRegisterMetaType<TurnJob>();
+    qRegisterMetaType<TurnOutcome>();
+    qRegisterMetaType<mgd::EngineSettings>();
+    qRegisterMetaType<mgd::ModelSummary>();
+}
+
+EngineWorker::EngineWorker(QObject *parent) : QObject(parent) { registerWorkerTypes(); }
+
+EngineWorker::~EngineWorker() = default;
+
+void EngineWorker::cancel(quint64 job) {
+    cancelledJob_.store(job);
+    QMutexLocker lock(&engineMutex_);
+    if (engine_ && runningJob_.load() == job) engine_->cancel();
+}
+
+std::optional<mgd::MetricsSnapshot> EngineWorker::metricsSnapshot() const {
+    QMutexLocker lock(&engineMutex_);
+    if (!engine_) return std::nullopt;
+    return engine_->metricsSnapshot();
+}
+
+void EngineWorker::ensureEngine(const mgd::EngineSettings &settings) {
+    if (engine_) return;
+#ifdef Q_OS_LINUX
+    // Inference is background work: on a busy machine the UI thread must win the CPU. Linux
+    // ignores QThread priorities under SCHED_OTHER, so lower this thread's nice value; the
+    // compute threads libtorch starts from here inherit it.
+    setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 5);
+#endif
+    auto e = std::make_unique<mgd::Engine>(settings);
+    QMutexLocker lock(&engineMutex_);
+    engine_ = std::move(e);
+}
+
+void EngineWorker::loadModel(const QString &dir, const mgd::EngineSettings &settings) {
+    emit modelLoading(dir);
+    QElapsedTimer t;
+    t.start();
+    try {
+        if (engine_) engine_->applySettings(settings);
+        ensureEngine(settings);
+        engine_->loadModel(dir.toStdString());
+        conversations_.clear(); // the engine dropped them with the old model
+        emit modelLoaded(engine_->modelSummary(), static_cast<double>(t.nsecsElapsed()) / 1e6);
+    } catch (const std::exception &e) {
+        emit modelFailed(QString::fromUtf8(e.what()));
+    }
+}
+
+void EngineWorker::applySettings(const mgd::EngineSettings &settings) {
+    try {
+        ensureEngine(settings);
+        engine_->applySettings(settings);
+        emit settingsApplied();
+    } catch (const std::exception &e) {
+        emit settingsFailed(QString::fromUtf8(e.what()));
+    }
+}
+
+int EngineWorker::engineConversation(const TurnJob &job) {
+    auto it = conversations_.find(job.conversation);
+    if (it != conversations_.end()) return it->second;
+    std::vector<mgd::HistoryMessage> history;
+    for (const ChatItem &m : job.history) {
+        mgd::HistoryMessage h;
+        h.fromUser = m.fromUser;
+        h.text = m.text.toStdString();
+        h.images = toInputs(m.images);
+        history.push_back(std::move(h));
+    }
+    const int id = history.empty() ? engine_->newConversation()
+                                   : engine_->restoreConversation(history);
+    conversations_[job.conversation] = id;
+    return id;
+}
+
+void EngineWorker::runTurn(const TurnJob &job) {
+    runningJob_.store(job.id);
+    emit turnStarted(job.id);
+    try {
+        if (!engine_ || !engine_->hasModel()) throw mgd::Error("no model is loaded yet");
+        const int conv = engineConversation(job);
+        const mgd::TokenCallback onToken = [&](const std::string &piece) {
+            emit tokenStreamed(job.id, QString::fromStdString(piece));
+            // A cancel that arrived before the engine started this turn was cleared by it.
+            if (cancelledJob_.load() == job.id) engine_->cancel();
+            if (const int ms = tokenDelayMs_.load())
+                QThread::msleep(static_cast<unsigned long>(ms));
+        };
+        mgd::TurnResult r;
+        switch (job.kind) {
+        case TurnJob::Kind::Submit: r = engine_->submitTurn(conv, toRequest(job), onToken); break;
+        case TurnJob::Kind::Regenerate: r = engine_->regenerate(conv, job.sampling, onToken); break;
+        case TurnJob::Kind::EditLast: r = engine_->editLast(conv, toRequest(job), onToken); break;
+        }
+        TurnOutcome o;
+        o.id = job.id;
+        o.conversation = job.conversation;
+        o.answer = QString::fromStdString(r.answer);
+        o.stats = r.stats;
+        o.engineMessages = engine_->messages(conv);
+        runningJob_.store(0);
+        emit turnFinished(o);
+    } catch (const std::exception &e) {
+        runningJob_.store(0);
+        emit turnFailed(job.id, job.conversation, QString::fromUtf8(e.what()));
+    }
+}
+
+void EngineWorker::forgetConversation(const QString &conversation) {
+    auto it = conversations_.find(conversation);
+    if (it == conversations_.end()) return;
+    if (engine_) engine_->deleteConversation(it->second);
+    conversations_.erase(it);
+}
+
+void EngineWorker::shutdown() {
+    std::unique_ptr<mgd::Engine> dying;
+    {
+        QMutexLocker lock(&engineMutex_);
+        dying = std::move(engine_);
+    }
+    conversations_.clear();
+}

@@ -1,0 +1,266 @@
+#include "ui/settings_dialog.h"
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QDialogButtonBox>
+#include <QDoubleSpinBox>
+#include <QFileDialog>
+#include <QFormLayout>
+#include <QStandardItemModel>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QLineEdit>
+#include <QPushButton>
+#include <QSpinBox>
+#include <QTabWidget>
+#include <QVBoxLayout>
+
+namespace {
+
+constexpr uint64_t kMiB = 1ull << 20;
+
+QSpinBox *mibBox(QWidget *parent, uint64_t bytes, int max, const QString &zeroText = {}) {
+    auto *b = new QSpinBox(parent);
+    b->setRange(0, max);
+    b->setSuffix(QObject::tr(" MiB"));
+    b->setValue(static_cast<int>(bytes / kMiB));
+    if (!zeroText.isEmpty()) b->setSpecialValueText(zeroText);
+    return b;
+}
+
+QWidget *withBrowse(QWidget *parent, QLineEdit *edit, const QString &caption) {
+    auto *w = new QWidget(parent);
+    auto *h = new QHBoxLayout(w);
+    h->setContentsMargins(0, 0, 0, 0);
+    h->addWidget(edit, 1);
+    auto *b = new QPushButton(QObject::tr("Browse…"), w);
+    QObject::connect(b, &QPushButton::clicked, w, [edit, caption, w] {
+        const QString d = QFileDialog::getExistingDirectory(w, caption, edit->text());
+        if (!d.isEmpty()) edit->setText(d);
+    });
+    h->addWidget(b);
+    return w;
+}
+
+} // namespace
+
+SettingsDialog::SettingsDialog(const SettingsValues &values, const QString &promptTemplate,
+                               bool cudaAvailable, QWidget *parent)
+    : QDialog(parent), initial_(values) {
+    setWindowTitle(tr("Settings"));
+    setObjectName("settingsDialog");
+    auto *v = new QVBoxLayout(this);
+    auto *tabs = new QTabWidget(this);
+    tabs->addTab(samplingPage(), tr("Sampling"));
+    tabs->addTab(modelPage(promptTemplate, cudaAvailable), tr("Model"));
+    tabs->addTab(cachePage(), tr("Caches && memory"));
+    v->addWidget(tabs);
+    auto *hint = new QLabel(tr("Changes apply at once; a new model folder or device reloads the "
+                               "model (conversations are kept)."),
+                            this);
+    hint->setWordWrap(true);
+    hint->setForegroundRole(QPalette::PlaceholderText);
+    v->addWidget(hint);
+    auto *buttons = new QDialogButtonBox(
+        QDialogButtonBox::Ok | QDialogButtonBox::Cancel | QDialogButtonBox::RestoreDefaults, this);
+    connect(buttons, &QDialogButtonBox::accepted, this, &QDialog::accept);
+    connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
+    connect(buttons->button(QDialogButtonBox::RestoreDefaults), &QPushButton::clicked, this,
+            [this] {
+                const SettingsValues d = Settings::defaults();
+                greedy_->setChecked(d.sampling.greedy);
+                temperature_->setValue(d.sampling.temperature);
+                topP_->setValue(d.sampling.topP);
+                topK_->setValue(d.sampling.topK);
+                maxNew_->setValue(d.sampling.maxNewTokens);
+                repetition_->setValue(d.sampling.repetitionPenalty);
+                seed_->setValue(static_cast<int>(d.sampling.seed));
+                modelDir_->setText(d.modelDir);
+                device_->setCurrentIndex(0);
+                threads_->setValue(d.engine.threads);
+                kvReuse_->setChecked(d.engine.kvReuse);
+                featureCache_->setChecked(d.engine.featureCache);
+                prefixCache_->setChecked(d.engine.prefixCache);
+                responseCache_->setChecked(d.engine.responseCache);
+                pool_->setChecked(d.engine.memoryPool);
+                poolSize_->setValue(static_cast<int>(d.engine.memoryPoolBytes / kMiB));
+                featureDevice_->setValue(static_cast<int>(d.engine.featureDeviceBytes / kMiB));
+                featureHost_->setValue(static_cast<int>(d.engine.featureHostBytes / kMiB));
+                featureDisk_->setValue(static_cast<int>(d.engine.featureDiskBytes / kMiB));
+                featureDir_->clear();
+                eviction_->setCurrentIndex(0);
+            });
+    v->addWidget(buttons);
+    updateEnabled();
+}
+
+QWidget *SettingsDialog::samplingPage() {
+    const mgd::SamplingParams &p = initial_.sampling;
+    auto *w = new QWidget(this);
+    auto *f = new QFormLayout(w);
+    greedy_ = new QCheckBox(tr("Always pick the most likely token (deterministic)"), w);
+    greedy_->setObjectName("greedy");
+    greedy_->setChecked(p.greedy);
+    connect(greedy_, &QCheckBox::toggled, this, &SettingsDialog::updateEnabled);
+    f->addRow(tr("Greedy:"), greedy_);
+    temperature_ = new QDoubleSpinBox(w);
+    temperature_->setObjectName("temperature");
+    temperature_->setRange(0.0, 2.0);
+    temperature_->setSingleStep(0.05);
+    temperature_->setValue(p.temperature);
+    f->addRow(tr("Temperature:"), temperature_);
+    topP_ = new QDoubleSpinBox(w);
+    topP_->setObjectName("topP");
+    topP_->setRange(0.01, 1.0);
+    topP_->setSingleStep(0.05);
+    topP_->setValue(p.topP);
+    f->addRow(tr("Top-p:"), topP_);
+    topK_ = new QSpinBox(w);
+    topK_->setObjectName("topK");
+    topK_->setRange(0, 100000);
+    topK_->setSpecialValueText(tr("off"));
+    topK_->setValue(p.topK);
+    f->addRow(tr("Top-k:"), topK_);
+    maxNew_ = new QSpinBox(w);
+    maxNew_->setObjectName("maxNewTokens");
+    maxNew_->setRange(1, 8192);
+    maxNew_->setValue(p.maxNewTokens);
+    f->addRow(tr("Max new tokens:"), maxNew_);
+    repetition_ = new QDoubleSpinBox(w);
+    repetition_->setObjectName("repetitionPenalty");
+    repetition_->setRange(1.0, 3.0);
+    repetition_->setSingleStep(0.05);
+    repetition_->setValue(p.repetitionPenalty);
+    f->addRow(tr("Repetition penalty:"), repetition_);
+    seed_ = new QSpinBox(w);
+    seed_->setObjectName("seed");
+    seed_->setRange(-1, std::numeric_limits<int>::max());
+    seed_->setSpecialValueText(tr("random"));
+    seed_->setValue(
+        static_cast<int>(std::clamp<int64_t>(p.seed, -1, std::numeric_limits<int>::max())));
+    f->addRow(tr("Seed:"), seed_);
+    return w;
+}
+
+QWidget *SettingsDialog::modelPage(const QString &promptTemplate, bool cudaAvailable) {
+    const mgd::EngineSettings &e = initial_.engine;
+    auto *w = new QWidget(this);
+    auto *f = new QFormLayout(w);
+    modelDir_ = new QLineEdit(initial_.modelDir, w);
+    modelDir_->setObjectName("modelDir");
+    f->addRow(tr("Model folder:"), withBrowse(w, modelDir_, tr("Model folder")));
+    device_ = new QComboBox(w);
+    device_->setObjectName("device");
+    device_->addItem(tr("CPU"), "cpu");
+    device_->addItem(cudaAvailable ? tr("CUDA") : tr("CUDA (not available)"), "cuda");
+    if (!cudaAvailable && e.device != "cuda") {
+        // Disabled rather than hidden, so people see the option exists.
+        if (auto *m = qobject_cast<QStandardItemModel *>(device_->model()))
+            m->item(1)->setEnabled(false);
+    }
+    device_->setCurrentIndex(e.device == "cuda" ? 1 : 0);
+    f->addRow(tr("Device:"), device_);
+    threads_ = new QSpinBox(w);
+    threads_->setObjectName("threads");
+    threads_->setRange(0, 256);
+    threads_->setSpecialValueText(tr("one per core"));
+    threads_->setValue(e.threads);
+    f->addRow(tr("CPU threads:"), threads_);
+    auto *tmpl = new QLabel(promptTemplate.isEmpty()
+                                ? tr("(load a model to see it)")
+                                : tr("%1 — set by the model's config.json").arg(promptTemplate),
+                            w);
+    tmpl->setWordWrap(true);
+    f->addRow(tr("Prompt template:"), tmpl);
+    return w;
+}
+
+QWidget *SettingsDialog::cachePage() {
+    const mgd::EngineSettings &e = initial_.engine;
+    auto *w = new QWidget(this);
+    auto *f = new QFormLayout(w);
+    kvReuse_ = new QCheckBox(tr("Keep each conversation's KV state between turns"), w);
+    kvReuse_->setObjectName("kvReuse");
+    kvReuse_->setChecked(e.kvReuse);
+    f->addRow(tr("KV reuse:"), kvReuse_);
+    prefixCache_ = new QCheckBox(tr("New conversations reuse a shared prompt prefix"), w);
+    prefixCache_->setObjectName("prefixCache");
+    prefixCache_->setChecked(e.prefixCache);
+    f->addRow(tr("Prefix cache:"), prefixCache_);
+    responseCache_ = new QCheckBox(tr("Repeat answers of identical greedy requests"), w);
+    responseCache_->setObjectName("responseCache");
+    responseCache_->setChecked(e.responseCache);
+    f->addRow(tr("Response cache:"), responseCache_);
+    featureCache_ = new QCheckBox(tr("Keep encoded image features for reuse"), w);
+    featureCache_->setObjectName("featureCache");
+    featureCache_->setChecked(e.featureCache);
+    connect(featureCache_, &QCheckBox::toggled, this, &SettingsDialog::updateEnabled);
+    f->addRow(tr("Feature cache:"), featureCache_);
+    featureDevice_ = mibBox(w, e.featureDeviceBytes, 1 << 20);
+    featureDevice_->setObjectName("featureDeviceMiB");
+    f->addRow(tr("  device tier:"), featureDevice_);
+    featureHost_ = mibBox(w, e.featureHostBytes, 1 << 20);
+    featureHost_->setObjectName("featureHostMiB");
+    f->addRow(tr("  host tier:"), featureHost_);
+    featureDisk_ = mibBox(w, e.featureDiskBytes, 1 << 22, tr("off"));
+    featureDisk_->setObjectName("featureDiskMiB");
+    f->addRow(tr("  disk tier:"), featureDisk_);
+    featureDir_ = new QLineEdit(QString::fromStdString(e.featureDiskDir), w);
+    featureDir_->setObjectName("featureDiskDir");
+    featureDir_->setPlaceholderText(tr("default ($XDG_CACHE_HOME/minigpt-desk/features)"));
+    f->addRow(tr("  disk folder:"), withBrowse(w, featureDir_, tr("Feature cache folder")));
+    eviction_ = new QComboBox(w);
+    eviction_->setObjectName("eviction");
+    eviction_->addItem(tr("Least recently used (LRU)"));
+    eviction_->addItem(tr("Least frequently used (LFU)"));
+    eviction_->setCurrentIndex(e.eviction == mgd::EvictionPolicy::Lfu ? 1 : 0);
+    f->addRow(tr("Eviction:"), eviction_);
+    pool_ = new QCheckBox(tr("Pre-allocate KV state and features in one budgeted pool"), w);
+    pool_->setObjectName("memoryPool");
+    pool_->setChecked(e.memoryPool);
+    connect(pool_, &QCheckBox::toggled, this, &SettingsDialog::updateEnabled);
+    f->addRow(tr("Memory pool:"), pool_);
+    poolSize_ = mibBox(w, e.memoryPoolBytes, 1 << 20, tr("automatic"));
+    poolSize_->setObjectName("poolMiB");
+    f->addRow(tr("  pool size:"), poolSize_);
+    return w;
+}
+
+void SettingsDialog::updateEnabled() {
+    for (QWidget *w : {static_cast<QWidget *>(temperature_), static_cast<QWidget *>(topP_),
+                       static_cast<QWidget *>(topK_), static_cast<QWidget *>(seed_)})
+        w->setEnabled(!greedy_->isChecked());
+    const bool fc = featureCache_->isChecked();
+    for (QWidget *w : {static_cast<QWidget *>(featureDevice_), static_cast<QWidget *>(featureHost_),
+                       static_cast<QWidget *>(featureDisk_), static_cast<QWidget *>(featureDir_),
+                       static_cast<QWidget *>(eviction_)})
+        w->setEnabled(fc);
+    poolSize_->setEnabled(pool_->isChecked());
+}
+
+SettingsValues SettingsDialog::values() const {
+    SettingsValues v = initial_;
+    v.sampling.greedy = greedy_->isChecked();
+    v.sampling.temperature = static_cast<float>(temperature_->value());
+    v.sampling.topP = static_cast<float>(topP_->value());
+    v.sampling.topK = topK_->value();
+    v.sampling.maxNewTokens = maxNew_->value();
+    v.sampling.repetitionPenalty = static_cast<float>(repetition_->value());
+    v.sampling.seed = seed_->value();
+    v.modelDir = modelDir_->text().trimmed();
+    v.engine.device = device_->currentData().toString().toStdString();
+    v.engine.threads = threads_->value();
+    v.engine.kvReuse = kvReuse_->isChecked();
+    v.engine.prefixCache = prefixCache_->isChecked();
+    v.engine.responseCache = responseCache_->isChecked();
+    v.engine.featureCache = featureCache_->isChecked();
+    v.engine.featureDeviceBytes = uint64_t(featureDevice_->value()) * kMiB;
+    v.engine.featureHostBytes = uint64_t(featureHost_->value()) * kMiB;
+    v.engine.featureDiskBytes = uint64_t(featureDisk_->value()) * kMiB;
+    v.engine.featureDiskDir = featureDir_->text().trimmed().toStdString();
+    v.engine.eviction = eviction_->currentIndex() == 1 ? mgd::EvictionPolicy::Lfu
+                                                       : mgd::EvictionPolicy::Lru;
+    v.engine.memoryPool = pool_->isChecked();
+    v.engine.memoryPoolBytes = uint64_t(poolSize_->value()) * kMiB;
+    return v;
+}
