@@ -44,6 +44,19 @@ std::string defaultFeatureDir() {
     return (base / "minigpt-desk" / "features").string();
 }
 
+FeatureCacheSettings featureSettings(const EngineSettings &s) {
+    FeatureCacheSettings fs;
+    fs.enabled = true;
+    fs.deviceBytes = s.featureDeviceBytes;
+    fs.hostBytes = s.featureHostBytes;
+    fs.diskBytes = s.featureDiskBytes;
+    // A zero disk budget means no disk tier (tests, private sessions).
+    if (s.featureDiskBytes > 0) fs.diskDir = s.featureDiskDir.empty() ? defaultFeatureDir() : s.featureDiskDir;
+    fs.policy = s.eviction == EvictionPolicy::Lfu ? CachePolicy::Lfu : CachePolicy::Lru;
+    fs.device = s.device;
+    return fs;
+}
+
 } // namespace
 
 // An image of a conversation: its preprocessed pixels' identity and, without a feature
@@ -107,18 +120,7 @@ void Engine::buildCaches() {
         }
         pool_ = std::make_unique<MemoryPool>(cap, block, settings_.device);
     }
-    if (settings_.featureCache) {
-        FeatureCacheSettings fs;
-        fs.enabled = true;
-        fs.deviceBytes = settings_.featureDeviceBytes;
-        fs.hostBytes = settings_.featureHostBytes;
-        fs.diskBytes = settings_.featureDiskBytes;
-        fs.diskDir = settings_.featureDiskDir.empty() ? defaultFeatureDir() : settings_.featureDiskDir;
-        if (settings_.featureDiskBytes == 0) fs.diskDir.clear();
-        fs.policy = settings_.eviction == EvictionPolicy::Lfu ? CachePolicy::Lfu : CachePolicy::Lru;
-        fs.device = settings_.device;
-        features_ = std::make_unique<FeatureCache>(fs, pool_.get());
-    }
+    if (settings_.featureCache) features_ = std::make_unique<FeatureCache>(featureSettings(settings_), pool_.get());
     // Existing conversations move to the new storage (they re-prefill on their next turn).
     for (auto &[id, c] : conversations_) attachStorage(*c);
     pushPoolStats();
@@ -143,16 +145,7 @@ void Engine::applySettings(const EngineSettings &s) {
     if (rebuild) {
         buildCaches(); // sessions lose their KV; the next turn re-prefills
     } else if (features_) {
-        FeatureCacheSettings fs;
-        fs.enabled = true;
-        fs.deviceBytes = s.featureDeviceBytes;
-        fs.hostBytes = s.featureHostBytes;
-        fs.diskBytes = s.featureDiskBytes;
-        fs.diskDir = s.featureDiskDir.empty() ? defaultFeatureDir() : s.featureDiskDir;
-        if (s.featureDiskBytes == 0) fs.diskDir.clear();
-        fs.policy = s.eviction == EvictionPolicy::Lfu ? CachePolicy::Lfu : CachePolicy::Lru;
-        fs.device = s.device;
-        features_->applySettings(fs);
+        features_->applySettings(featureSettings(s));
     }
 }
 
