@@ -89,6 +89,8 @@ BenchTurn toTurn(const TurnStats &s) {
     BenchTurn t;
     t.ttftS = s.ttftMs / 1000.0;
     t.turnS = s.totalMs / 1000.0;
+    t.prefillS = s.prefillMs / 1000.0;
+    t.encodeS = s.encodeMs / 1000.0;
     t.prefillTokens = static_cast<long>(s.prefillTokens);
     t.promptTokens = static_cast<long>(s.promptTokens);
     t.imagesEncoded = s.imagesEncoded;
@@ -190,8 +192,11 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
             bm.totalS += r.stats.totalMs / 1000.0;
             decodeMs += r.stats.decodeMs;
             decoded += std::max(0, r.stats.generatedTokens - 1);
-            log("  turn " + std::to_string(t + 1) + ": TTFT " + std::to_string(r.stats.ttftMs) + " ms, prefill " +
-                std::to_string(r.stats.prefillTokens) + " tokens, turn " + std::to_string(r.stats.totalMs) + " ms");
+            char line[200];
+            std::snprintf(line, sizeof line, "  turn %2d: TTFT %7.1f ms (encode %6.1f, prefill %4ld tokens in %7.1f ms), turn %7.1f ms",
+                          t + 1, r.stats.ttftMs, r.stats.encodeMs, static_cast<long>(r.stats.prefillTokens),
+                          r.stats.prefillMs, r.stats.totalMs);
+            log(line);
         }
         // Decode rate excludes the first token (it comes from the prefill).
         bm.decodeTokensPerSecond = decoded > 0 && decodeMs > 0 ? 1000.0 * decoded / decodeMs : 0;
@@ -292,7 +297,7 @@ std::string BenchReport::json() const {
         nlohmann::json mj;
         mj["total_s"] = m.totalS;
         auto turn = [](const BenchTurn &t) {
-            return nlohmann::json{{"ttft_s", t.ttftS}, {"turn_s", t.turnS}, {"prefill_tokens", t.prefillTokens},
+            return nlohmann::json{{"ttft_s", t.ttftS}, {"turn_s", t.turnS}, {"prefill_tokens", t.prefillTokens}, {"prefill_s", t.prefillS}, {"encode_s", t.encodeS},
                                   {"prompt_tokens", t.promptTokens}, {"images_encoded", t.imagesEncoded}};
         };
         for (const auto &t : m.turns) mj["turns"].push_back(turn(t));

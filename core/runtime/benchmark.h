@@ -20,7 +20,7 @@ struct BenchOptions {
 };
 
 struct BenchTurn {
-    double ttftS = 0, turnS = 0;
+    double ttftS = 0, turnS = 0, prefillS = 0, encodeS = 0;
     long prefillTokens = 0, promptTokens = 0;
     int imagesEncoded = 0;
 };

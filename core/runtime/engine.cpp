@@ -518,7 +518,7 @@ TurnResult Engine::generate(Conversation &c, const SamplingParams &sp, const Tok
     // from the longest one another conversation holds (system prompt + image, typically).
     if (settings_.kvReuse && settings_.prefixCache) {
         const int64_t own = c.session.commonPrefix(keys);
-        const Conversation *best = nullptr;
+        Conversation *best = nullptr;
         int64_t bestLen = own;
         for (const auto &[id, other] : conversations_)
             if (other.get() != &c) {
@@ -526,6 +526,12 @@ TurnResult Engine::generate(Conversation &c, const SamplingParams &sp, const Tok
                 if (n > bestLen) bestLen = n, best = other.get();
             }
         if (best && bestLen > own + 8) {
+            // The source must not be evicted to make room for its own copy.
+            best->busy = true;
+            struct Release {
+                Conversation *c;
+                ~Release() { c->busy = false; }
+            } release{best};
             c.session.adoptPrefix(best->session, std::min<int64_t>(bestLen, length - 1));
             stats.prefixFromOtherConversation = true;
         }
