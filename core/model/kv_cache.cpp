@@ -7,9 +7,13 @@
 
 namespace mgd {
 
-KvCache::~KvCache() { release(); }
+KvCache::~KvCache() {
+    release();
+}
 
-KvCache::KvCache(KvCache &&o) noexcept { *this = std::move(o); }
+KvCache::KvCache(KvCache &&o) noexcept {
+    *this = std::move(o);
+}
 
 KvCache &KvCache::operator=(KvCache &&o) noexcept {
     if (this == &o) return *this;
@@ -58,8 +62,9 @@ void KvCache::reserve(const KvShape &s, int64_t positions) {
                 int32_t b = pool_->allocate(PoolUse::Kv);
                 while (b < 0 && onExhausted_ && onExhausted_()) b = pool_->allocate(PoolUse::Kv);
                 if (b < 0)
-                    throw Error("memory pool exhausted: the conversation needs " + std::to_string(positions) +
-                                " positions of attention state; raise the memory pool size or start a new chat");
+                    throw Error(
+                        "memory pool exhausted: the conversation needs " + std::to_string(positions) +
+                        " positions of attention state; raise the memory pool size or start a new chat");
                 blocks_[l].push_back(b);
                 blockViews_[l].push_back(pool_->view(b, {2, s.kvHeads, blockPositions_, s.headDim}, s.dtype));
             }

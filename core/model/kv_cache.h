@@ -56,7 +56,7 @@ private:
     MemoryPool *pool_ = nullptr;
     int64_t blockPositions_ = 0;
     std::function<bool()> onExhausted_;
-    std::vector<std::vector<int32_t>> blocks_; // pooled: per layer, block ids
+    std::vector<std::vector<int32_t>> blocks_;        // pooled: per layer, block ids
     std::vector<std::vector<at::Tensor>> blockViews_; // [layer][i] -> [2, kvHeads, P, headDim]
     int64_t capacity() const;
 };

@@ -6,8 +6,8 @@
 
 namespace mgd {
 
-Linear Linear::load(const Weights &w, const std::string &prefix, int64_t in, int64_t out,
-                    bool hasBias, at::ScalarType dtype) {
+Linear Linear::load(const Weights &w, const std::string &prefix, int64_t in, int64_t out, bool hasBias,
+                    at::ScalarType dtype) {
     Linear l;
     l.weight = w.take(prefix + ".weight", {out, in}, dtype);
     if (hasBias) l.bias = w.take(prefix + ".bias", {out}, dtype);

@@ -10,8 +10,8 @@ class Weights;
 struct Linear {
     at::Tensor weight; // [out, in]
     at::Tensor bias;   // [out] or undefined
-    static Linear load(const Weights &w, const std::string &prefix, int64_t in, int64_t out,
-                       bool bias, at::ScalarType dtype);
+    static Linear load(const Weights &w, const std::string &prefix, int64_t in, int64_t out, bool bias,
+                       at::ScalarType dtype);
     // x [..., in] -> [..., out]. A single fp32 row goes through matrix-vector, which streams
     // the weights several times faster than linear() on CPU (design.md, "Decode shapes").
     at::Tensor operator()(const at::Tensor &x) const;

@@ -19,8 +19,7 @@ const char *kVicunaSystem =
 // Reads obj[key] as T, with an error naming the file and the key path on absence or type.
 struct Reader {
     const std::string &label;
-    template <typename T>
-    T get(const json &obj, const std::string &path, const char *key) const {
+    template <typename T> T get(const json &obj, const std::string &path, const char *key) const {
         if (!obj.is_object() || !obj.contains(key))
             throw Error("config '" + label + "': missing key '" + path + key + "'");
         try {
@@ -54,7 +53,8 @@ void validate(const ModelConfig &c, const Reader &r) {
     positive(r, v.depth, "vision.depth");
     positive(r, v.heads, "vision.heads");
     positive(r, v.mlpHidden, "vision.mlp_hidden");
-    if (v.imageSize % v.patchSize) throw Error("config '" + r.label + "': image_size is not a multiple of patch_size");
+    if (v.imageSize % v.patchSize)
+        throw Error("config '" + r.label + "': image_size is not a multiple of patch_size");
     if (v.width % v.heads) throw Error("config '" + r.label + "': vision width is not divisible by heads");
     const auto &l = c.llm;
     positive(r, l.vocabSize, "llm.vocab_size");
@@ -75,7 +75,8 @@ void validate(const ModelConfig &c, const Reader &r) {
     } else {
         const int grid = v.imageSize / v.patchSize;
         if ((grid * grid) % 4)
-            throw Error("config '" + r.label + "': patch count must be divisible by 4 for the 4-patch projector");
+            throw Error("config '" + r.label +
+                        "': patch count must be divisible by 4 for the 4-patch projector");
     }
     if (c.dtype != "float32" && c.dtype != "bfloat16" && c.dtype != "float16")
         throw Error("config '" + r.label + "': dtype must be float32, bfloat16 or float16");
@@ -171,10 +172,14 @@ ModelConfig fromOwnLayout(const json &j, const Reader &r) {
     ModelConfig c;
     c.name = r.opt<std::string>(j, "name", "model");
     const std::string arch = r.get<std::string>(j, "", "architecture");
-    if (arch == "minigpt4") c.arch = Architecture::MiniGPT4;
-    else if (arch == "minigpt4-llama2") c.arch = Architecture::MiniGPT4Llama2;
-    else if (arch == "minigptv2") c.arch = Architecture::MiniGPTv2;
-    else throw Error("config '" + r.label + "': unknown architecture '" + arch + "'");
+    if (arch == "minigpt4")
+        c.arch = Architecture::MiniGPT4;
+    else if (arch == "minigpt4-llama2")
+        c.arch = Architecture::MiniGPT4Llama2;
+    else if (arch == "minigptv2")
+        c.arch = Architecture::MiniGPTv2;
+    else
+        throw Error("config '" + r.label + "': unknown architecture '" + arch + "'");
     c.dtype = r.opt<std::string>(j, "dtype", "float32");
     const json &v = r.section(j, "vision");
     c.vision.imageSize = r.get<int>(v, "vision.", "image_size");
@@ -214,10 +219,14 @@ ModelConfig fromOwnLayout(const json &j, const Reader &r) {
     c.llm.eos = r.opt<int>(l, "eos", 2);
     const json &p = r.section(j, "prompt");
     const std::string t = r.get<std::string>(p, "prompt.", "template");
-    if (t == "vicuna0") c.promptTemplate = PromptTemplate::Vicuna0;
-    else if (t == "llama2") c.promptTemplate = PromptTemplate::Llama2;
-    else if (t == "minigptv2") c.promptTemplate = PromptTemplate::MiniGPTv2;
-    else throw Error("config '" + r.label + "': unknown prompt.template '" + t + "'");
+    if (t == "vicuna0")
+        c.promptTemplate = PromptTemplate::Vicuna0;
+    else if (t == "llama2")
+        c.promptTemplate = PromptTemplate::Llama2;
+    else if (t == "minigptv2")
+        c.promptTemplate = PromptTemplate::MiniGPTv2;
+    else
+        throw Error("config '" + r.label + "': unknown prompt.template '" + t + "'");
     applyTemplateDefaults(c);
     c.systemPrompt = r.opt<std::string>(p, "system", c.systemPrompt);
     c.stopStrings = r.opt<std::vector<std::string>>(p, "stop", c.stopStrings);
@@ -296,11 +305,19 @@ std::string ModelConfig::toJsonText() const {
                         {"ln_eps", qformer->lnEps},
                         {"cross_attention_freq", qformer->crossAttentionFreq},
                         {"num_query_tokens", qformer->numQueryTokens}};
-    j["llm"] = {{"vocab_size", llm.vocabSize}, {"hidden", llm.hidden},     {"intermediate", llm.intermediate},
-                {"layers", llm.layers},        {"heads", llm.heads},       {"kv_heads", llm.kvHeads},
-                {"rms_eps", llm.rmsEps},       {"rope_theta", llm.ropeTheta}, {"max_positions", llm.maxPositions},
-                {"bos", llm.bos},              {"eos", llm.eos}};
-    j["prompt"] = {{"template", templateName(promptTemplate)}, {"system", systemPrompt}, {"stop", stopStrings}};
+    j["llm"] = {{"vocab_size", llm.vocabSize},
+                {"hidden", llm.hidden},
+                {"intermediate", llm.intermediate},
+                {"layers", llm.layers},
+                {"heads", llm.heads},
+                {"kv_heads", llm.kvHeads},
+                {"rms_eps", llm.rmsEps},
+                {"rope_theta", llm.ropeTheta},
+                {"max_positions", llm.maxPositions},
+                {"bos", llm.bos},
+                {"eos", llm.eos}};
+    j["prompt"] = {
+        {"template", templateName(promptTemplate)}, {"system", systemPrompt}, {"stop", stopStrings}};
     j["image"] = {{"mean", imageMean}, {"std", imageStd}};
     return j.dump(2);
 }

@@ -54,11 +54,11 @@ struct ModelConfig {
     std::string dtype = "float32"; // float32 | bfloat16 | float16 (weights are cast on load)
     VisionConfig vision;
     std::optional<QFormerConfig> qformer; // only for the Q-Former projector
-    int projIn = 768;                      // llama_proj input width
+    int projIn = 768;                     // llama_proj input width
     LlamaConfig llm;
     PromptTemplate promptTemplate = PromptTemplate::Vicuna0;
-    std::string systemPrompt;              // text before the first turn
-    std::vector<std::string> stopStrings;  // e.g. "###"
+    std::string systemPrompt;             // text before the first turn
+    std::vector<std::string> stopStrings; // e.g. "###"
     std::array<float, 3> imageMean{0.48145466f, 0.4578275f, 0.40821073f};
     std::array<float, 3> imageStd{0.26862954f, 0.26130258f, 0.27577711f};
 

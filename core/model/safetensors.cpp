@@ -34,11 +34,16 @@ at::ScalarType toScalarType(DType d) {
 }
 
 bool parseDType(const std::string &s, DType &out) {
-    if (s == "F32") out = DType::F32;
-    else if (s == "F16") out = DType::F16;
-    else if (s == "BF16") out = DType::BF16;
-    else if (s == "I64") out = DType::I64;
-    else return false;
+    if (s == "F32")
+        out = DType::F32;
+    else if (s == "F16")
+        out = DType::F16;
+    else if (s == "BF16")
+        out = DType::BF16;
+    else if (s == "I64")
+        out = DType::I64;
+    else
+        return false;
     return true;
 }
 
@@ -131,8 +136,7 @@ SafetensorsFile::SafetensorsFile(const std::string &path) : path_(path) {
             const uint64_t b = offs[0].get<uint64_t>(), e = offs[1].get<uint64_t>();
             if (b > e || e > dataSize)
                 throw tfail("data_offsets [" + std::to_string(b) + ", " + std::to_string(e) +
-                            ") lie outside the data section (" + std::to_string(dataSize) +
-                            " bytes)");
+                            ") lie outside the data section (" + std::to_string(dataSize) + " bytes)");
             if (e - b != numel * dtypeSize(ti.dtype))
                 throw tfail("byte size " + std::to_string(e - b) + " does not match shape x dtype (" +
                             std::to_string(numel * dtypeSize(ti.dtype)) + ")");
@@ -168,8 +172,7 @@ SafetensorsFile::~SafetensorsFile() {
 
 const TensorInfo &SafetensorsFile::info(const std::string &name) const {
     auto it = tensors_.find(name);
-    if (it == tensors_.end())
-        throw Error("safetensors file '" + path_ + "': no tensor named '" + name + "'");
+    if (it == tensors_.end()) throw Error("safetensors file '" + path_ + "': no tensor named '" + name + "'");
     return it->second;
 }
 
@@ -198,7 +201,8 @@ void writeSafetensors(const std::string &path,
         case at::kHalf: dt = "F16"; break;
         case at::kBFloat16: dt = "BF16"; break;
         case at::kLong: dt = "I64"; break;
-        default: throw Error("writeSafetensors '" + path + "': tensor '" + name + "' has an unsupported dtype");
+        default:
+            throw Error("writeSafetensors '" + path + "': tensor '" + name + "' has an unsupported dtype");
         }
         const uint64_t n = t.numel() * t.element_size();
         header[name] = {{"dtype", dt}, {"shape", t.sizes().vec()}, {"data_offsets", {offset, offset + n}}};
@@ -217,10 +221,12 @@ void writeSafetensors(const std::string &path,
         f.write(lenBytes, 8);
         f.write(h.data(), static_cast<std::streamsize>(h.size()));
         for (const auto &t : parts)
-            f.write(static_cast<const char *>(t.data_ptr()), static_cast<std::streamsize>(t.numel() * t.element_size()));
+            f.write(static_cast<const char *>(t.data_ptr()),
+                    static_cast<std::streamsize>(t.numel() * t.element_size()));
         if (!f) throw Error("write to '" + tmp + "' failed");
     }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) throw Error("cannot rename '" + tmp + "' to '" + path + "'");
+    if (std::rename(tmp.c_str(), path.c_str()) != 0)
+        throw Error("cannot rename '" + tmp + "' to '" + path + "'");
 }
 
 } // namespace mgd

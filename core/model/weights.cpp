@@ -88,7 +88,9 @@ Weights Weights::openFolder(const std::string &dir) {
     return openFiles(files);
 }
 
-bool Weights::has(const std::string &name) const { return index_.count(name) != 0; }
+bool Weights::has(const std::string &name) const {
+    return index_.count(name) != 0;
+}
 
 const Weights::Source *Weights::find(const std::string &name) const {
     auto it = index_.find(name);
@@ -106,8 +108,8 @@ at::Tensor Weights::loadRaw(const std::string &name) const {
     at::Tensor t = s->file->load(s->key);
     // LoRA (MiniGPT-v2): W' = W + (alpha / r) * B A; alpha 16, r 64 as in minigptv2_eval.yaml.
     const std::string stem = name.substr(0, name.size() - std::string(".weight").size());
-    if (name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 &&
-        has(stem + ".lora_A.weight") && has(stem + ".lora_B.weight")) {
+    if (name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 && has(stem + ".lora_A.weight") &&
+        has(stem + ".lora_B.weight")) {
         at::Tensor a = loadRaw(stem + ".lora_A.weight").to(at::kFloat);
         at::Tensor b = loadRaw(stem + ".lora_B.weight").to(at::kFloat);
         if (b.dim() != 2 || a.dim() != 2 || b.size(1) != a.size(0) || b.size(0) != t.size(0) ||
@@ -119,8 +121,7 @@ at::Tensor Weights::loadRaw(const std::string &name) const {
     return t;
 }
 
-std::string Weights::fingerprint(const std::string &salt,
-                                 const std::vector<std::string> &prefixes) const {
+std::string Weights::fingerprint(const std::string &salt, const std::vector<std::string> &prefixes) const {
     XXH3_state_t *st = XXH3_createState();
     XXH3_128bits_reset(st);
     XXH3_128bits_update(st, salt.data(), salt.size());

@@ -23,8 +23,7 @@ public:
     bool has(const std::string &name) const;
     // Loads `name` (LoRA already merged for q/v when present), checks the shape, casts to
     // `dtype`. Throws mgd::Error naming the file and tensor.
-    at::Tensor take(const std::string &name, const std::vector<int64_t> &shape,
-                    at::ScalarType dtype) const;
+    at::Tensor take(const std::string &name, const std::vector<int64_t> &shape, at::ScalarType dtype) const;
     at::Tensor takeOptional(const std::string &name, const std::vector<int64_t> &shape,
                             at::ScalarType dtype) const; // undefined when absent
     std::string describe() const;                        // file list, for messages

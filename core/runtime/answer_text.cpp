@@ -12,7 +12,11 @@ size_t completeUtf8(const std::string &s, size_t end) {
     while (i > 0 && back < 4) {
         const unsigned char c = static_cast<unsigned char>(s[i - 1]);
         if ((c & 0xC0) != 0x80) {
-            const size_t need = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+            const size_t need = c < 0x80         ? 1
+                                : (c >> 5) == 6  ? 2
+                                : (c >> 4) == 14 ? 3
+                                : (c >> 3) == 30 ? 4
+                                                 : 1;
             return back + 1 >= need ? end : i - 1;
         }
         --i;
@@ -42,8 +46,10 @@ std::string AnswerStream::push(int32_t id) {
                 break;
             }
     }
-    if (stopped()) safe = stopPos_;
-    else safe = completeUtf8(text_, safe);
+    if (stopped())
+        safe = stopPos_;
+    else
+        safe = completeUtf8(text_, safe);
     if (safe <= emitted_) return {};
     std::string out = text_.substr(emitted_, safe - emitted_);
     emitted_ = safe;

@@ -64,7 +64,9 @@ uint64_t statusField(const char *key) {
 }
 
 // Resets VmHWM to the current RSS (Linux >= 4.0), so each mode's peak is its own.
-void resetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
+void resetPeakRss() {
+    std::ofstream("/proc/self/clear_refs") << "5";
+}
 
 EngineSettings modeSettings(const std::string &mode, const BenchOptions &o, const std::string &featureDir) {
     EngineSettings s;
@@ -193,9 +195,11 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
             decodeMs += r.stats.decodeMs;
             decoded += std::max(0, r.stats.generatedTokens - 1);
             char line[200];
-            std::snprintf(line, sizeof line, "  turn %2d: TTFT %7.1f ms (encode %6.1f, prefill %4ld tokens in %7.1f ms), turn %7.1f ms",
-                          t + 1, r.stats.ttftMs, r.stats.encodeMs, static_cast<long>(r.stats.prefillTokens),
-                          r.stats.prefillMs, r.stats.totalMs);
+            std::snprintf(
+                line, sizeof line,
+                "  turn %2d: TTFT %7.1f ms (encode %6.1f, prefill %4ld tokens in %7.1f ms), turn %7.1f ms",
+                t + 1, r.stats.ttftMs, r.stats.encodeMs, static_cast<long>(r.stats.prefillTokens),
+                r.stats.prefillMs, r.stats.totalMs);
             log(line);
         }
         // Decode rate excludes the first token (it comes from the prefill).
@@ -234,7 +238,8 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
     if (orig && all) {
         rep.ttftSpeedupTurn10 = orig->turns.back().ttftS / all->turns.back().ttftS;
         rep.totalSpeedup = orig->totalS / all->totalS;
-        rep.peakExtraRatio = static_cast<double>(all->peakExtraBytes) / static_cast<double>(orig->peakExtraBytes);
+        rep.peakExtraRatio =
+            static_cast<double>(all->peakExtraBytes) / static_cast<double>(orig->peakExtraBytes);
     }
     if (all) {
         rep.newConversationTtftSpeedup = all->turns.front().ttftS / all->newConversation.ttftS;
@@ -254,33 +259,37 @@ std::string BenchReport::table() const {
     std::ostringstream s;
     char buf[512];
     s << "model: " << model << "\n";
-    std::snprintf(buf, sizeof buf, "LLM weights %.0f MB, read per decoded token %.0f MB; answers %d tokens\n\n",
+    std::snprintf(buf, sizeof buf,
+                  "LLM weights %.0f MB, read per decoded token %.0f MB; answers %d tokens\n\n",
                   weightBytes / 1e6, decodeBytesPerToken / 1e6, answerTokens);
     s << buf;
-    s << "mode           peak extra  process peak  turn mean  10-turn total  TTFT t1/t2/t10 (ms)   prefill t10  "
+    s << "mode           peak extra  process peak  turn mean  10-turn total  TTFT t1/t2/t10 (ms)   prefill "
+         "t10  "
          "new-conv TTFT  repeat TTFT  hit feat/prefix/resp\n";
     for (const auto &m : modes) {
         double mean = 0;
         for (const auto &t : m.turns) mean += t.turnS;
         mean /= std::max<size_t>(1, m.turns.size());
-        std::snprintf(buf, sizeof buf,
-                      "%-14s %7.0f MB  %9.0f MB  %7.0f ms  %11.2f s  %6.0f/%5.0f/%6.0f  %11ld  %10.0f ms  %8.0f ms  "
-                      "%.2f/%.2f/%.2f\n",
-                      m.name.c_str(), m.peakExtraBytes / 1e6, m.peakRssBytes / 1e6, mean * 1000, m.totalS,
-                      m.turns[0].ttftS * 1000, m.turns[1].ttftS * 1000, m.turns.back().ttftS * 1000,
-                      m.turns.back().prefillTokens, m.newConversation.ttftS * 1000, m.repeat.ttftS * 1000,
-                      m.featureHitRate, m.prefixHitRate, m.responseHitRate);
+        std::snprintf(
+            buf, sizeof buf,
+            "%-14s %7.0f MB  %9.0f MB  %7.0f ms  %11.2f s  %6.0f/%5.0f/%6.0f  %11ld  %10.0f ms  %8.0f ms  "
+            "%.2f/%.2f/%.2f\n",
+            m.name.c_str(), m.peakExtraBytes / 1e6, m.peakRssBytes / 1e6, mean * 1000, m.totalS,
+            m.turns[0].ttftS * 1000, m.turns[1].ttftS * 1000, m.turns.back().ttftS * 1000,
+            m.turns.back().prefillTokens, m.newConversation.ttftS * 1000, m.repeat.ttftS * 1000,
+            m.featureHitRate, m.prefixHitRate, m.responseHitRate);
         s << buf;
     }
-    std::snprintf(buf, sizeof buf,
-                  "\nall vs original: TTFT at turn 10 %.1fx lower | 10-turn total %.2fx faster | peak memory beyond "
-                  "weights %.2fx\nnew conversation on a seen image: TTFT %.1fx lower than its first turn | TTFT "
-                  "turns 2-10 max/min %.2f\ndecode: %.1f tokens/s x %.0f MB/token = %.1f GB/s of %.1f GB/s measured "
-                  "bandwidth (efficiency %.2f)\n",
-                  ttftSpeedupTurn10, totalSpeedup, peakExtraRatio, newConversationTtftSpeedup, ttftFlatness,
-                  modes.empty() ? 0.0 : modes.back().decodeTokensPerSecond, decodeBytesPerToken / 1e6,
-                  decodeBytesPerToken * (modes.empty() ? 0.0 : modes.back().decodeTokensPerSecond) / 1e9,
-                  memoryBandwidthGBs, decodeEfficiency);
+    std::snprintf(
+        buf, sizeof buf,
+        "\nall vs original: TTFT at turn 10 %.1fx lower | 10-turn total %.2fx faster | peak memory beyond "
+        "weights %.2fx\nnew conversation on a seen image: TTFT %.1fx lower than its first turn | TTFT "
+        "turns 2-10 max/min %.2f\ndecode: %.1f tokens/s x %.0f MB/token = %.1f GB/s of %.1f GB/s measured "
+        "bandwidth (efficiency %.2f)\n",
+        ttftSpeedupTurn10, totalSpeedup, peakExtraRatio, newConversationTtftSpeedup, ttftFlatness,
+        modes.empty() ? 0.0 : modes.back().decodeTokensPerSecond, decodeBytesPerToken / 1e6,
+        decodeBytesPerToken * (modes.empty() ? 0.0 : modes.back().decodeTokensPerSecond) / 1e9,
+        memoryBandwidthGBs, decodeEfficiency);
     s << buf;
     s << "Note: long answers are decode-bound; caching removes prefill and vision work but cannot shorten "
          "decoding, so the total speed-up shrinks as answers grow (try --answer-tokens 8 / 32 / 128).\n";
@@ -297,8 +306,13 @@ std::string BenchReport::json() const {
         nlohmann::json mj;
         mj["total_s"] = m.totalS;
         auto turn = [](const BenchTurn &t) {
-            return nlohmann::json{{"ttft_s", t.ttftS}, {"turn_s", t.turnS}, {"prefill_tokens", t.prefillTokens}, {"prefill_s", t.prefillS}, {"encode_s", t.encodeS},
-                                  {"prompt_tokens", t.promptTokens}, {"images_encoded", t.imagesEncoded}};
+            return nlohmann::json{{"ttft_s", t.ttftS},
+                                  {"turn_s", t.turnS},
+                                  {"prefill_tokens", t.prefillTokens},
+                                  {"prefill_s", t.prefillS},
+                                  {"encode_s", t.encodeS},
+                                  {"prompt_tokens", t.promptTokens},
+                                  {"images_encoded", t.imagesEncoded}};
         };
         for (const auto &t : m.turns) mj["turns"].push_back(turn(t));
         mj["new_conversation"] = turn(m.newConversation);
@@ -307,7 +321,8 @@ std::string BenchReport::json() const {
         mj["peak_rss_bytes"] = m.peakRssBytes;
         mj["pool_capacity_bytes"] = m.poolCapacityBytes;
         mj["decode_tokens_per_second"] = m.decodeTokensPerSecond;
-        mj["hit_rates"] = {{"feature", m.featureHitRate}, {"prefix", m.prefixHitRate}, {"response", m.responseHitRate}};
+        mj["hit_rates"] = {
+            {"feature", m.featureHitRate}, {"prefix", m.prefixHitRate}, {"response", m.responseHitRate}};
         j["modes"][m.name] = mj;
     }
     j["ttft_speedup_turn10"] = ttftSpeedupTurn10;

@@ -16,7 +16,7 @@ struct BenchOptions {
     int answerTokens = 32;
     int threads = 0;
     std::vector<std::string> modes{"original", "feature_cache", "kv_reuse", "pool", "all"};
-    uint64_t poolBytes = 0;    // 0: sized to the scripted conversation
+    uint64_t poolBytes = 0; // 0: sized to the scripted conversation
 };
 
 struct BenchTurn {

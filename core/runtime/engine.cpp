@@ -27,7 +27,8 @@ namespace {
 constexpr int64_t kKvBlockPositions = 128;
 
 double nowMs() {
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
 }
 
 std::string hex128(XXH128_hash_t h) {
@@ -40,7 +41,8 @@ std::string hex128(XXH128_hash_t h) {
 std::string defaultFeatureDir() {
     const char *xdg = std::getenv("XDG_CACHE_HOME");
     const char *home = std::getenv("HOME");
-    std::filesystem::path base = xdg && *xdg ? xdg : (home && *home ? std::filesystem::path(home) / ".cache" : "/tmp");
+    std::filesystem::path base =
+        xdg && *xdg ? xdg : (home && *home ? std::filesystem::path(home) / ".cache" : "/tmp");
     return (base / "minigpt-desk" / "features").string();
 }
 
@@ -51,7 +53,8 @@ FeatureCacheSettings featureSettings(const EngineSettings &s) {
     fs.hostBytes = s.featureHostBytes;
     fs.diskBytes = s.featureDiskBytes;
     // A zero disk budget means no disk tier (tests, private sessions).
-    if (s.featureDiskBytes > 0) fs.diskDir = s.featureDiskDir.empty() ? defaultFeatureDir() : s.featureDiskDir;
+    if (s.featureDiskBytes > 0)
+        fs.diskDir = s.featureDiskDir.empty() ? defaultFeatureDir() : s.featureDiskDir;
     fs.policy = s.eviction == EvictionPolicy::Lfu ? CachePolicy::Lfu : CachePolicy::Lru;
     fs.device = s.device;
     return fs;
@@ -77,7 +80,8 @@ struct Conversation {
     bool busy = false;
 };
 
-Engine::Engine(EngineSettings settings) : settings_(std::move(settings)), metrics_(std::make_unique<Metrics>()) {
+Engine::Engine(EngineSettings settings)
+    : settings_(std::move(settings)), metrics_(std::make_unique<Metrics>()) {
     const int n = settings_.threads > 0 ? settings_.threads
                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     at::set_num_threads(n);
@@ -114,13 +118,16 @@ void Engine::buildCaches() {
         uint64_t cap = settings_.memoryPoolBytes;
         if (cap == 0) {
             // Two full-context conversations plus the host feature tier, within what is free.
-            const uint64_t fullKv = block * static_cast<uint64_t>(s.layers) *
-                                    static_cast<uint64_t>((s.maxPositions + kKvBlockPositions - 1) / kKvBlockPositions);
-            cap = std::min<uint64_t>(2 * fullKv + settings_.featureHostBytes, MemoryPool::defaultCapacity(settings_.device));
+            const uint64_t fullKv =
+                block * static_cast<uint64_t>(s.layers) *
+                static_cast<uint64_t>((s.maxPositions + kKvBlockPositions - 1) / kKvBlockPositions);
+            cap = std::min<uint64_t>(2 * fullKv + settings_.featureHostBytes,
+                                     MemoryPool::defaultCapacity(settings_.device));
         }
         pool_ = std::make_unique<MemoryPool>(cap, block, settings_.device);
     }
-    if (settings_.featureCache) features_ = std::make_unique<FeatureCache>(featureSettings(settings_), pool_.get());
+    if (settings_.featureCache)
+        features_ = std::make_unique<FeatureCache>(featureSettings(settings_), pool_.get());
     // Existing conversations move to the new storage (they re-prefill on their next turn).
     for (auto &[id, c] : conversations_) attachStorage(*c);
     pushPoolStats();
@@ -128,19 +135,22 @@ void Engine::buildCaches() {
 
 void Engine::attachStorage(Conversation &c) {
     Conversation *raw = &c;
-    if (pool_) c.session.kv.usePool(pool_.get(), kKvBlockPositions, [this, raw] { return freePoolMemory(raw); });
-    else c.session.kv.usePool(nullptr, 0, {});
+    if (pool_)
+        c.session.kv.usePool(pool_.get(), kKvBlockPositions, [this, raw] { return freePoolMemory(raw); });
+    else
+        c.session.kv.usePool(nullptr, 0, {});
 }
 
 void Engine::applySettings(const EngineSettings &s) {
-    const bool rebuild = s.memoryPool != settings_.memoryPool || s.memoryPoolBytes != settings_.memoryPoolBytes ||
-                         s.featureCache != settings_.featureCache || s.featureDiskDir != settings_.featureDiskDir ||
-                         s.device != settings_.device;
+    const bool rebuild = s.memoryPool != settings_.memoryPool ||
+                         s.memoryPoolBytes != settings_.memoryPoolBytes ||
+                         s.featureCache != settings_.featureCache ||
+                         s.featureDiskDir != settings_.featureDiskDir || s.device != settings_.device;
     const EngineSettings old = settings_;
     settings_ = s;
     if (s.threads != old.threads)
-        at::set_num_threads(s.threads > 0 ? s.threads
-                                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+        at::set_num_threads(
+            s.threads > 0 ? s.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
     if (!s.responseCache) responses_->clear();
     if (rebuild) {
         buildCaches(); // sessions lose their KV; the next turn re-prefills
@@ -156,13 +166,21 @@ void Engine::clearCaches() {
     pushPoolStats();
 }
 
-MetricsSnapshot Engine::metricsSnapshot() const { return metrics_->snapshot(); }
+MetricsSnapshot Engine::metricsSnapshot() const {
+    return metrics_->snapshot();
+}
 
-uint64_t Engine::llmWeightBytes() const { return model().llm().weightBytes(); }
+uint64_t Engine::llmWeightBytes() const {
+    return model().llm().weightBytes();
+}
 
-uint64_t Engine::llmDecodeBytesPerToken() const { return model().llm().decodeBytesPerToken(); }
+uint64_t Engine::llmDecodeBytesPerToken() const {
+    return model().llm().decodeBytesPerToken();
+}
 
-uint64_t Engine::poolCapacityBytes() const { return pool_ ? pool_->stats().capacityBytes : 0; }
+uint64_t Engine::poolCapacityBytes() const {
+    return pool_ ? pool_->stats().capacityBytes : 0;
+}
 
 void Engine::pushPoolStats() {
     if (!pool_) {
@@ -170,7 +188,8 @@ void Engine::pushPoolStats() {
         return;
     }
     const PoolStats p = pool_->stats();
-    metrics_->setPoolStats(p.capacityBytes, p.usedBytes, p.highWaterBytes, p.kvBytes, p.featureBytes, p.allocFailures);
+    metrics_->setPoolStats(p.capacityBytes, p.usedBytes, p.highWaterBytes, p.kvBytes, p.featureBytes,
+                           p.allocFailures);
 }
 
 // Called when the pool is full: cached features first, then the least recently used idle
@@ -179,7 +198,8 @@ bool Engine::freePoolMemory(const Conversation *active) {
     if (features_ && pool_ && features_->evictHost(pool_->blockBytes()) > 0) return true;
     Conversation *victim = nullptr;
     for (auto &[id, c] : conversations_)
-        if (c.get() != active && !c->busy && c->session.kv.bytes() > 0 && (!victim || c->lastUsed < victim->lastUsed))
+        if (c.get() != active && !c->busy && c->session.kv.bytes() > 0 &&
+            (!victim || c->lastUsed < victim->lastUsed))
             victim = c.get();
     if (!victim) return false;
     victim->session.kv.release();
@@ -308,7 +328,8 @@ at::Tensor Engine::imageFeatures(Conversation &c, int image, TurnStats &stats) {
     ++stats.imagesEncoded;
     metrics_->recordLatency("image_encode", ms);
     metrics_->addCounter("images_encoded");
-    if (features_) features_->insert(ci.hash, e);
+    if (features_)
+        features_->insert(ci.hash, e);
     else
         for (ConvImage &other : c.images) // no cache: the conversation keeps them, as the demo
             if (other.hash == ci.hash) other.embeds = e;
@@ -369,7 +390,8 @@ TurnResult Engine::submitTurn(int conversation, const TurnRequest &req, const To
     }
 }
 
-TurnResult Engine::regenerate(int conversation, const SamplingParams &sampling, const TokenCallback &onToken) {
+TurnResult Engine::regenerate(int conversation, const SamplingParams &sampling,
+                              const TokenCallback &onToken) {
     c10::InferenceMode guard;
     const double t0 = nowMs();
     cancel_.store(false);
@@ -567,7 +589,8 @@ TurnResult Engine::generate(Conversation &c, const SamplingParams &sp, const Tok
         }
         // Never emit an id the tokenizer cannot decode (random or padded vocabularies).
         at::Tensor l = logits.size(-1) > tokVocab ? logits.narrow(-1, 0, tokVocab) : logits;
-        if (sp.ignoreEos && eos >= 0 && eos < tokVocab) l = l.clone().index_fill_(-1, at::tensor({int64_t{eos}}), -INFINITY);
+        if (sp.ignoreEos && eos >= 0 && eos < tokVocab)
+            l = l.clone().index_fill_(-1, at::tensor({int64_t{eos}}), -INFINITY);
         const int32_t id = sampler.sample(l, generated);
         if (i == 0) {
             stats.ttftMs = nowMs() - t0;
@@ -598,7 +621,8 @@ TurnResult Engine::generate(Conversation &c, const SamplingParams &sp, const Tok
     metrics_->recordLatency("turn", stats.totalMs);
     metrics_->addCounter("turns");
     metrics_->addCounter("tokens_generated", generated.size());
-    if (stats.decodeMs > 0) metrics_->setGauge("tokens_per_second", 1000.0 * generated.size() / stats.decodeMs);
+    if (stats.decodeMs > 0)
+        metrics_->setGauge("tokens_per_second", 1000.0 * generated.size() / stats.decodeMs);
     pushPoolStats();
 
     TurnResult r;
@@ -614,7 +638,8 @@ TurnResult Engine::generate(Conversation &c, const SamplingParams &sp, const Tok
     if (stats.stopReason == "eos" && cfg.promptTemplate != PromptTemplate::Vicuna0)
         answer.answerIds.push_back(generated.back());
     if (!responseKey.empty() && !stats.cancelled)
-        responses_->insert(responseKey, CachedResponse{stream.text(), generated, answer.answerIds, stats.stopReason});
+        responses_->insert(responseKey,
+                           CachedResponse{stream.text(), generated, answer.answerIds, stats.stopReason});
     c.messages.push_back(std::move(answer));
     return r;
 }

@@ -30,18 +30,18 @@ enum class EvictionPolicy { Lru, Lfu };
 
 // Everything configurable flows in through this one struct (CLI flags, the UI's settings).
 struct EngineSettings {
-    int threads = 0;             // 0: one per core (Debian's libtorch defaults to 1)
-    std::string device = "cpu";  // "cpu" or "cuda" (when libtorch was built with CUDA)
-    bool kvReuse = true;         // off: re-prefill the whole conversation every turn (the original)
-    bool featureCache = true;    // image-feature cache (tiers below)
-    bool prefixCache = true;     // a new conversation reuses the KV of a shared prefix
-    bool responseCache = true;   // exact repeats of greedy requests
-    bool memoryPool = true;      // KV + cached features in one pre-allocated arena
-    uint64_t memoryPoolBytes = 0;        // 0: a sensible default for the model and machine
+    int threads = 0;              // 0: one per core (Debian's libtorch defaults to 1)
+    std::string device = "cpu";   // "cpu" or "cuda" (when libtorch was built with CUDA)
+    bool kvReuse = true;          // off: re-prefill the whole conversation every turn (the original)
+    bool featureCache = true;     // image-feature cache (tiers below)
+    bool prefixCache = true;      // a new conversation reuses the KV of a shared prefix
+    bool responseCache = true;    // exact repeats of greedy requests
+    bool memoryPool = true;       // KV + cached features in one pre-allocated arena
+    uint64_t memoryPoolBytes = 0; // 0: a sensible default for the model and machine
     uint64_t featureDeviceBytes = 256ull << 20;
     uint64_t featureHostBytes = 256ull << 20;
     uint64_t featureDiskBytes = 2ull << 30;
-    std::string featureDiskDir;          // empty: $XDG_CACHE_HOME/minigpt-desk/features
+    std::string featureDiskDir; // empty: $XDG_CACHE_HOME/minigpt-desk/features
     EvictionPolicy eviction = EvictionPolicy::Lru;
     // The original's memory behaviour (HF generate): logits for every prompt position, of
     // which only the last is used. Off except to reproduce the original in the benchmark.
@@ -50,10 +50,10 @@ struct EngineSettings {
 };
 
 struct ImageInput {
-    std::string path;                      // a file, or
-    std::vector<uint8_t> bytes;            // encoded bytes (clipboard, drop), or
-    std::shared_ptr<const RgbImage> rgb;   // already-decoded pixels
-    std::string label;                     // for messages
+    std::string path;                    // a file, or
+    std::vector<uint8_t> bytes;          // encoded bytes (clipboard, drop), or
+    std::shared_ptr<const RgbImage> rgb; // already-decoded pixels
+    std::string label;                   // for messages
     static ImageInput fromFile(const std::string &p) { return ImageInput{p, {}, nullptr, p}; }
 };
 
@@ -70,22 +70,22 @@ struct TurnStats {
     int64_t reusedTokens = 0;
     int64_t prefillTokens = 0;
     double prefillMs = 0;
-    double ttftMs = 0;           // request start -> first token available
+    double ttftMs = 0; // request start -> first token available
     int generatedTokens = 0;
     double decodeMs = 0;
     double decodeMsPerToken = 0;
     double totalMs = 0;
-    int droppedTurns = 0;        // oldest turns dropped to fit the context
-    int contextImages = 0;       // images in the prompt
+    int droppedTurns = 0;  // oldest turns dropped to fit the context
+    int contextImages = 0; // images in the prompt
     bool cancelled = false;
-    bool responseCacheHit = false;         // answered from the response cache
+    bool responseCacheHit = false;            // answered from the response cache
     bool prefixFromOtherConversation = false; // started from another conversation's KV
-    std::string stopReason;      // eos | stop-string | max-tokens | context-full | cancelled
+    std::string stopReason;                   // eos | stop-string | max-tokens | context-full | cancelled
 };
 
 struct TurnResult {
-    std::string answer;              // post-processed as the original demo does
-    std::vector<int32_t> tokens;     // everything the model generated
+    std::string answer;          // post-processed as the original demo does
+    std::vector<int32_t> tokens; // everything the model generated
     TurnStats stats;
 };
 
@@ -130,7 +130,8 @@ public:
     // Runs one turn; throws mgd::Error for bad input (the conversation is left unchanged).
     TurnResult submitTurn(int conversation, const TurnRequest &req, const TokenCallback &onToken = {});
     // Drops the last answer and answers the same question again.
-    TurnResult regenerate(int conversation, const SamplingParams &sampling, const TokenCallback &onToken = {});
+    TurnResult regenerate(int conversation, const SamplingParams &sampling,
+                          const TokenCallback &onToken = {});
     // Replaces the last question (and its answer) with `req`.
     TurnResult editLast(int conversation, const TurnRequest &req, const TokenCallback &onToken = {});
     // Recreates a saved conversation (after a restart or a model reload) so it can go on:

@@ -20,18 +20,17 @@ struct ChatMessage {
 
 struct PromptChunk {
     enum class Kind { Text, Ids, Image } kind = Kind::Text;
-    std::string text;             // Text
-    bool continuation = false;    // Text right after generated ids: no dummy prefix
-    std::vector<int32_t> ids;     // Ids, and Text after tokenize()
-    int image = -1;               // Image
+    std::string text;          // Text
+    bool continuation = false; // Text right after generated ids: no dummy prefix
+    std::vector<int32_t> ids;  // Ids, and Text after tokenize()
+    int image = -1;            // Image
 };
 
 // Vicuna v0:  system###Human: <Img><ImageHere></Img> q###Assistant: a###Human: q2###Assistant:
 // LLaMA-2:    system<s>[INST] <Img><ImageHere></Img> q [/INST] a<s>[INST] q2 [/INST]
 // MiniGPT-v2: <s>[INST] <Img><ImageHere></Img> q [/INST]a<s>[INST] q2 [/INST]
 // The last message must be the user's; the assistant role prefix is appended.
-std::vector<PromptChunk> renderPrompt(const ModelConfig &config,
-                                      const std::vector<ChatMessage> &messages);
+std::vector<PromptChunk> renderPrompt(const ModelConfig &config, const std::vector<ChatMessage> &messages);
 
 // The full prompt text with <ImageHere> placeholders (answers as text), as the original.
 std::string promptText(const ModelConfig &config, const std::vector<ChatMessage> &messages);

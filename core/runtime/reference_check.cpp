@@ -73,8 +73,10 @@ struct Checker {
 std::vector<int64_t> layoutOf(const std::vector<PromptChunk> &chunks, int imageTokens) {
     std::vector<int64_t> out;
     for (const auto &c : chunks) {
-        if (c.kind == PromptChunk::Kind::Image) out.insert(out.end(), imageTokens, -1);
-        else out.insert(out.end(), c.ids.begin(), c.ids.end());
+        if (c.kind == PromptChunk::Kind::Image)
+            out.insert(out.end(), imageTokens, -1);
+        else
+            out.insert(out.end(), c.ids.begin(), c.ids.end());
     }
     return out;
 }
@@ -164,7 +166,8 @@ ReferenceReport checkReference(const std::string &dir, double tolerance,
         // Full prefill of the whole prompt on a fresh KV: what the original computes.
         Session fresh;
         std::vector<at::Tensor> hidden;
-        PrefillResult full = fresh.prefill(llm, chunks, imageKey, imageEmbeds, imageTokens, false, true, &hidden);
+        PrefillResult full =
+            fresh.prefill(llm, chunks, imageKey, imageEmbeds, imageTokens, false, true, &hidden);
         check.tensor(tp + "input_embeds", hidden.front());
         check.tensor(tp + "logits", full.logits.unsqueeze(0));
         for (size_t h = 0; h < hidden.size(); ++h)
@@ -189,7 +192,8 @@ ReferenceReport checkReference(const std::string &dir, double tolerance,
         }
         // Greedy decode with the KV cache, as HF greedy_search.
         at::Tensor logits = pr.logits.narrow(0, pr.logits.size(0) - 1, 1);
-        const int steps = ref.contains(tp + "greedy_ids") ? static_cast<int>(ref.info(tp + "greedy_ids").shape.back()) : 8;
+        const int steps =
+            ref.contains(tp + "greedy_ids") ? static_cast<int>(ref.info(tp + "greedy_ids").shape.back()) : 8;
         std::vector<int64_t> greedy;
         std::vector<at::Tensor> stepLogits;
         for (int s = 0; s < steps; ++s) {
@@ -199,7 +203,8 @@ ReferenceReport checkReference(const std::string &dir, double tolerance,
             if (s + 1 < steps) {
                 const auto t0 = std::chrono::steady_clock::now();
                 logits = session.step(llm, id);
-                decodeMs += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+                decodeMs +=
+                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
                 ++decodeSteps;
             }
         }

@@ -10,8 +10,9 @@
 namespace mgd {
 
 Sampler::Sampler(const SamplingParams &p) : p_(p) {
-    const uint64_t seed = p.seed >= 0 ? static_cast<uint64_t>(p.seed)
-                                      : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    const uint64_t seed =
+        p.seed >= 0 ? static_cast<uint64_t>(p.seed)
+                    : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
     rng_.seed(seed);
 }
 
@@ -28,8 +29,7 @@ int32_t Sampler::sample(const at::Tensor &logitsIn, const std::vector<int32_t> &
                 l[id] = l[id] < 0 ? l[id] * p_.repetitionPenalty : l[id] / p_.repetitionPenalty;
             }
     }
-    if (p_.isGreedy())
-        return static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
+    if (p_.isGreedy()) return static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
 
     for (float &x : l) x /= p_.temperature;
     std::vector<int32_t> order(n);

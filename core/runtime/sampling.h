@@ -11,14 +11,14 @@ class Tensor;
 namespace mgd {
 
 struct SamplingParams {
-    bool greedy = false;         // or temperature <= 0
+    bool greedy = false; // or temperature <= 0
     float temperature = 1.0f;
-    int topK = 0;                // 0: off
-    float topP = 0.9f;           // 1: off
+    int topK = 0;      // 0: off
+    float topP = 0.9f; // 1: off
     float repetitionPenalty = 1.05f;
-    int64_t seed = -1;           // -1: from the clock
+    int64_t seed = -1; // -1: from the clock
     int maxNewTokens = 300;
-    bool ignoreEos = false;      // benchmarks: fixed-length answers (no EOS / stop strings)
+    bool ignoreEos = false; // benchmarks: fixed-length answers (no EOS / stop strings)
     bool isGreedy() const { return greedy || temperature <= 0.0f; }
 };
 

@@ -51,8 +51,8 @@ void Session::clear() {
 
 PrefillResult Session::prefill(const Llama &llm, const std::vector<PromptChunk> &chunks,
                                const std::function<uint64_t(int)> &imageKey,
-                               const std::function<at::Tensor(int)> &imageEmbeds, int imageTokens,
-                               bool reuse, bool allLogits, std::vector<at::Tensor> *hidden) {
+                               const std::function<at::Tensor(int)> &imageEmbeds, int imageTokens, bool reuse,
+                               bool allLogits, std::vector<at::Tensor> *hidden) {
     const std::vector<int64_t> keys = promptKeys(chunks, imageKey, imageTokens);
     const int64_t L = static_cast<int64_t>(keys.size());
     // The last prompt position must always run to produce the next-token logits.
@@ -71,7 +71,8 @@ PrefillResult Session::prefill(const Llama &llm, const std::vector<PromptChunk> 
             if (isImage) {
                 parts.push_back(imageEmbeds(c.image).narrow(1, from - pos, to - from));
             } else {
-                at::Tensor ids = at::tensor(std::vector<int64_t>(c.ids.begin() + (from - pos), c.ids.end()), at::kLong);
+                at::Tensor ids =
+                    at::tensor(std::vector<int64_t>(c.ids.begin() + (from - pos), c.ids.end()), at::kLong);
                 parts.push_back(llm.embed(ids));
             }
         }

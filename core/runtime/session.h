@@ -15,7 +15,7 @@ namespace mgd {
 class Llama;
 
 struct PrefillResult {
-    at::Tensor logits;     // [n, vocab] (allLogits) or [1, vocab]
+    at::Tensor logits; // [n, vocab] (allLogits) or [1, vocab]
     int64_t promptTokens = 0;
     int64_t reusedTokens = 0;
     int64_t prefilledTokens = 0;
@@ -27,8 +27,8 @@ public:
     // called only for images that lie past the reused prefix.
     PrefillResult prefill(const Llama &llm, const std::vector<PromptChunk> &chunks,
                           const std::function<uint64_t(int)> &imageKey,
-                          const std::function<at::Tensor(int)> &imageEmbeds, int imageTokens,
-                          bool reuse, bool allLogits, std::vector<at::Tensor> *hidden = nullptr);
+                          const std::function<at::Tensor(int)> &imageEmbeds, int imageTokens, bool reuse,
+                          bool allLogits, std::vector<at::Tensor> *hidden = nullptr);
     // Feeds one generated token; returns logits [1, vocab].
     at::Tensor step(const Llama &llm, int32_t id);
 

@@ -136,7 +136,8 @@ private slots:
 
     void corruptTokenizer() {
         fs::path d = copyModel();
-        std::ofstream(d / "tokenizer.model", std::ios::binary | std::ios::trunc) << "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff";
+        std::ofstream(d / "tokenizer.model", std::ios::binary | std::ios::trunc)
+            << "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff";
         expectError(d, "tokenizer.model");
     }
 

@@ -52,12 +52,11 @@ private slots:
 
     void roundTripsEveryDtype() {
         const std::string path = (tmp.path() + "/rt.safetensors").toStdString();
-        std::vector<std::pair<std::string, at::Tensor>> ts = {
-            {"f32", at::randn({3, 4})},
-            {"f16", at::randn({5}).to(at::kHalf)},
-            {"bf16", at::randn({2, 2}).to(at::kBFloat16)},
-            {"i64", at::arange(7, at::kLong)},
-            {"empty", at::zeros({0, 3})}};
+        std::vector<std::pair<std::string, at::Tensor>> ts = {{"f32", at::randn({3, 4})},
+                                                              {"f16", at::randn({5}).to(at::kHalf)},
+                                                              {"bf16", at::randn({2, 2}).to(at::kBFloat16)},
+                                                              {"i64", at::arange(7, at::kLong)},
+                                                              {"empty", at::zeros({0, 3})}};
         mgd::writeSafetensors(path, ts);
         SafetensorsFile f(path);
         for (const auto &[name, t] : ts) QVERIFY(at::equal(f.load(name), t));
@@ -76,22 +75,23 @@ private slots:
             << R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})" << 8 << qint64(-1) << "'w'";
         QTest::newRow("offsets reversed")
             << R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})" << 8 << qint64(-1) << "'w'";
-        QTest::newRow("size mismatch")
-            << R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})" << 8 << qint64(-1) << "does not match";
+        QTest::newRow("size mismatch") << R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})" << 8
+                                       << qint64(-1) << "does not match";
         QTest::newRow("overlap")
             << R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})"
             << 16 << qint64(-1) << "overlap";
         QTest::newRow("contained overlap")
             << R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]},"c":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})"
             << 16 << qint64(-1) << "overlap";
-        QTest::newRow("bad dtype")
-            << R"({"w":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})" << 4 << qint64(-1) << "unsupported dtype";
+        QTest::newRow("bad dtype") << R"({"w":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})" << 4
+                                   << qint64(-1) << "unsupported dtype";
         QTest::newRow("negative dim")
             << R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})" << 4 << qint64(-1) << "'w'";
         QTest::newRow("huge shape")
             << R"({"w":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,4]}})" << 4
             << qint64(-1) << "'w'";
-        QTest::newRow("missing offsets") << R"({"w":{"dtype":"F32","shape":[1]}})" << 4 << qint64(-1) << "'w'";
+        QTest::newRow("missing offsets")
+            << R"({"w":{"dtype":"F32","shape":[1]}})" << 4 << qint64(-1) << "'w'";
         QTest::newRow("float offsets")
             << R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0.5,4]}})" << 4 << qint64(-1) << "'w'";
     }
@@ -115,14 +115,17 @@ private slots:
         std::ifstream in(MGD_TEST_DATA "/minigptv2-tiny-hi/weights.safetensors", std::ios::binary);
         const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
         const std::string path = (tmp.path() + "/cut.safetensors").toStdString();
-        for (size_t cut : {size_t(0), size_t(3), size_t(8), size_t(100), bytes.size() / 2, bytes.size() - 1}) {
-            std::ofstream(path, std::ios::binary | std::ios::trunc).write(bytes.data(), static_cast<std::streamsize>(cut));
+        for (size_t cut :
+             {size_t(0), size_t(3), size_t(8), size_t(100), bytes.size() / 2, bytes.size() - 1}) {
+            std::ofstream(path, std::ios::binary | std::ios::trunc)
+                .write(bytes.data(), static_cast<std::streamsize>(cut));
             QVERIFY2(!errorOf(path).empty(), ("cut at " + std::to_string(cut)).c_str());
         }
     }
 
     void namesMissingFileAndTensor() {
-        QVERIFY(errorOf("/nonexistent/x.safetensors").find("/nonexistent/x.safetensors") != std::string::npos);
+        QVERIFY(errorOf("/nonexistent/x.safetensors").find("/nonexistent/x.safetensors") !=
+                std::string::npos);
         SafetensorsFile f(MGD_TEST_DATA "/minigpt4-tiny-hi/weights.safetensors");
         try {
             f.load("no.such.tensor");

@@ -151,7 +151,7 @@ private slots:
         e.submitTurn(c1, ask("What is in this image?", true));
         const int c2 = e.newConversation();
         e.submitTurn(c2, ask("What is in this image?", true)); // evicts c1's KV
-        auto back = e.submitTurn(c1, ask("And now?", false)); // c1 re-prefills: nothing lost
+        auto back = e.submitTurn(c1, ask("And now?", false));  // c1 re-prefills: nothing lost
         QCOMPARE(back.stats.reusedTokens, int64_t{0});
         QCOMPARE(static_cast<int>(e.messages(c1).size()), 4);
         // One conversation longer than the whole pool: a clear refusal, the chat kept.

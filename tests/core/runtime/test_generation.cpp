@@ -49,8 +49,9 @@ private slots:
         auto t2 = e.submitTurn(c, ask("What color is the background?", false));
         QCOMPARE(t2.stats.imagesEncoded, 0);
         // Everything of turn 1 up to its answer is reused; only the new text is prefilled.
-        QVERIFY2(t2.stats.reusedTokens >= t1.stats.promptTokens,
-                 qPrintable(QString("reused %1 of %2").arg(t2.stats.reusedTokens).arg(t2.stats.promptTokens)));
+        QVERIFY2(
+            t2.stats.reusedTokens >= t1.stats.promptTokens,
+            qPrintable(QString("reused %1 of %2").arg(t2.stats.reusedTokens).arg(t2.stats.promptTokens)));
         QCOMPARE(t2.stats.reusedTokens + t2.stats.prefillTokens, t2.stats.promptTokens);
         QVERIFY(t2.stats.prefillTokens < t2.stats.promptTokens / 3);
     }
@@ -133,7 +134,7 @@ private slots:
         auto t2 = e.submitTurn(c, ask("What color is the background?", false));
         auto again = e.regenerate(c, ask("", false).sampling);
         QCOMPARE(static_cast<int>(e.messages(c).size()), 4);
-        QCOMPARE(again.tokens, t2.tokens); // greedy: same answer
+        QCOMPARE(again.tokens, t2.tokens);               // greedy: same answer
         QCOMPARE(again.stats.prefillTokens, int64_t{1}); // only the last prompt position reruns
         auto edited = e.editLast(c, ask("How many shapes?", false));
         const auto msgs = e.messages(c);
