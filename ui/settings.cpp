@@ -23,7 +23,9 @@ Settings::Settings(const QString &iniPath, QObject *parent)
 
 Settings::~Settings() = default;
 
-QString Settings::defaultModelDir() { return QStringLiteral(MGD_DEFAULT_MODEL); }
+QString Settings::defaultModelDir() {
+    return QStringLiteral(MGD_DEFAULT_MODEL);
+}
 
 SettingsValues Settings::defaults() {
     SettingsValues v;
@@ -31,7 +33,9 @@ SettingsValues Settings::defaults() {
     return v;
 }
 
-QString Settings::fileName() const { return store_->fileName(); }
+QString Settings::fileName() const {
+    return store_->fileName();
+}
 
 SettingsValues Settings::values() const {
     const QSettings &s = *store_;
@@ -41,8 +45,7 @@ SettingsValues Settings::values() const {
     if (v.modelDir.isEmpty()) v.modelDir = d.modelDir;
 
     mgd::EngineSettings &e = v.engine;
-    e.device =
-        s.value("model/device", QString::fromStdString(d.engine.device)).toString().toStdString();
+    e.device = s.value("model/device", QString::fromStdString(d.engine.device)).toString().toStdString();
     e.threads = s.value("model/threads", d.engine.threads).toInt();
     e.kvReuse = s.value("cache/kvReuse", d.engine.kvReuse).toBool();
     e.featureCache = s.value("cache/feature", d.engine.featureCache).toBool();
@@ -54,8 +57,9 @@ SettingsValues Settings::values() const {
     e.featureHostBytes = mib(s, "cache/featureHostMiB", d.engine.featureHostBytes);
     e.featureDiskBytes = mib(s, "cache/featureDiskMiB", d.engine.featureDiskBytes);
     e.featureDiskDir = s.value("cache/featureDiskDir", QString()).toString().toStdString();
+    e.systemPrompt = s.value("prompt/system", QString()).toString().toStdString();
     e.eviction = s.value("cache/eviction", "lru").toString() == "lfu" ? mgd::EvictionPolicy::Lfu
-                                                                       : mgd::EvictionPolicy::Lru;
+                                                                      : mgd::EvictionPolicy::Lru;
 
     mgd::SamplingParams &p = v.sampling;
     p.greedy = s.value("sampling/greedy", d.sampling.greedy).toBool();
@@ -63,8 +67,7 @@ SettingsValues Settings::values() const {
     p.topP = s.value("sampling/topP", d.sampling.topP).toFloat();
     p.topK = s.value("sampling/topK", d.sampling.topK).toInt();
     p.maxNewTokens = s.value("sampling/maxNewTokens", d.sampling.maxNewTokens).toInt();
-    p.repetitionPenalty =
-        s.value("sampling/repetitionPenalty", d.sampling.repetitionPenalty).toFloat();
+    p.repetitionPenalty = s.value("sampling/repetitionPenalty", d.sampling.repetitionPenalty).toFloat();
     p.seed = s.value("sampling/seed", QVariant::fromValue<qlonglong>(d.sampling.seed)).toLongLong();
     return v;
 }
@@ -81,13 +84,11 @@ void Settings::setValues(const SettingsValues &v) {
     s.setValue("cache/response", v.engine.responseCache);
     s.setValue("memory/pool", v.engine.memoryPool);
     s.setValue("memory/poolMiB", QVariant::fromValue<qulonglong>(v.engine.memoryPoolBytes / kMiB));
-    s.setValue("cache/featureDeviceMiB",
-               QVariant::fromValue<qulonglong>(v.engine.featureDeviceBytes / kMiB));
-    s.setValue("cache/featureHostMiB",
-               QVariant::fromValue<qulonglong>(v.engine.featureHostBytes / kMiB));
-    s.setValue("cache/featureDiskMiB",
-               QVariant::fromValue<qulonglong>(v.engine.featureDiskBytes / kMiB));
+    s.setValue("cache/featureDeviceMiB", QVariant::fromValue<qulonglong>(v.engine.featureDeviceBytes / kMiB));
+    s.setValue("cache/featureHostMiB", QVariant::fromValue<qulonglong>(v.engine.featureHostBytes / kMiB));
+    s.setValue("cache/featureDiskMiB", QVariant::fromValue<qulonglong>(v.engine.featureDiskBytes / kMiB));
     s.setValue("cache/featureDiskDir", QString::fromStdString(v.engine.featureDiskDir));
+    s.setValue("prompt/system", QString::fromStdString(v.engine.systemPrompt));
     s.setValue("cache/eviction", v.engine.eviction == mgd::EvictionPolicy::Lfu ? "lfu" : "lru");
     s.setValue("sampling/greedy", v.sampling.greedy);
     s.setValue("sampling/temperature", v.sampling.temperature);
@@ -99,9 +100,8 @@ void Settings::setValues(const SettingsValues &v) {
     s.sync();
     const SettingsValues after = values();
     const mgd::SamplingParams &a = before.sampling, &b = after.sampling;
-    const bool samplingSame = a.greedy == b.greedy && a.temperature == b.temperature &&
-                              a.topP == b.topP && a.topK == b.topK &&
-                              a.maxNewTokens == b.maxNewTokens &&
+    const bool samplingSame = a.greedy == b.greedy && a.temperature == b.temperature && a.topP == b.topP &&
+                              a.topK == b.topK && a.maxNewTokens == b.maxNewTokens &&
                               a.repetitionPenalty == b.repetitionPenalty && a.seed == b.seed;
     if (!samplingSame || before.modelDir != after.modelDir ||
         !sameEngineSettings(before.engine, after.engine))
@@ -112,7 +112,9 @@ QByteArray Settings::windowGeometry() const {
     return store_->value("window/geometry").toByteArray();
 }
 
-QByteArray Settings::windowState() const { return store_->value("window/state").toByteArray(); }
+QByteArray Settings::windowState() const {
+    return store_->value("window/state").toByteArray();
+}
 
 void Settings::setWindowLayout(const QByteArray &geometry, const QByteArray &state) {
     store_->setValue("window/geometry", geometry);
@@ -130,5 +132,6 @@ bool sameEngineSettings(const mgd::EngineSettings &a, const mgd::EngineSettings 
            a.responseCache == b.responseCache && a.memoryPool == b.memoryPool &&
            a.memoryPoolBytes == b.memoryPoolBytes && a.featureDeviceBytes == b.featureDeviceBytes &&
            a.featureHostBytes == b.featureHostBytes && a.featureDiskBytes == b.featureDiskBytes &&
-           a.featureDiskDir == b.featureDiskDir && a.eviction == b.eviction;
+           a.featureDiskDir == b.featureDiskDir && a.eviction == b.eviction &&
+           a.systemPrompt == b.systemPrompt;
 }

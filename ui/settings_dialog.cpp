@@ -10,6 +10,7 @@
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
+#include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSpinBox>
 #include <QTabWidget>
@@ -65,31 +66,31 @@ SettingsDialog::SettingsDialog(const SettingsValues &values, const QString &prom
         QDialogButtonBox::Ok | QDialogButtonBox::Cancel | QDialogButtonBox::RestoreDefaults, this);
     connect(buttons, &QDialogButtonBox::accepted, this, &QDialog::accept);
     connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
-    connect(buttons->button(QDialogButtonBox::RestoreDefaults), &QPushButton::clicked, this,
-            [this] {
-                const SettingsValues d = Settings::defaults();
-                greedy_->setChecked(d.sampling.greedy);
-                temperature_->setValue(d.sampling.temperature);
-                topP_->setValue(d.sampling.topP);
-                topK_->setValue(d.sampling.topK);
-                maxNew_->setValue(d.sampling.maxNewTokens);
-                repetition_->setValue(d.sampling.repetitionPenalty);
-                seed_->setValue(static_cast<int>(d.sampling.seed));
-                modelDir_->setText(d.modelDir);
-                device_->setCurrentIndex(0);
-                threads_->setValue(d.engine.threads);
-                kvReuse_->setChecked(d.engine.kvReuse);
-                featureCache_->setChecked(d.engine.featureCache);
-                prefixCache_->setChecked(d.engine.prefixCache);
-                responseCache_->setChecked(d.engine.responseCache);
-                pool_->setChecked(d.engine.memoryPool);
-                poolSize_->setValue(static_cast<int>(d.engine.memoryPoolBytes / kMiB));
-                featureDevice_->setValue(static_cast<int>(d.engine.featureDeviceBytes / kMiB));
-                featureHost_->setValue(static_cast<int>(d.engine.featureHostBytes / kMiB));
-                featureDisk_->setValue(static_cast<int>(d.engine.featureDiskBytes / kMiB));
-                featureDir_->clear();
-                eviction_->setCurrentIndex(0);
-            });
+    connect(buttons->button(QDialogButtonBox::RestoreDefaults), &QPushButton::clicked, this, [this] {
+        const SettingsValues d = Settings::defaults();
+        greedy_->setChecked(d.sampling.greedy);
+        temperature_->setValue(d.sampling.temperature);
+        topP_->setValue(d.sampling.topP);
+        topK_->setValue(d.sampling.topK);
+        maxNew_->setValue(d.sampling.maxNewTokens);
+        repetition_->setValue(d.sampling.repetitionPenalty);
+        seed_->setValue(static_cast<int>(d.sampling.seed));
+        modelDir_->setText(d.modelDir);
+        device_->setCurrentIndex(0);
+        threads_->setValue(d.engine.threads);
+        systemPrompt_->clear();
+        kvReuse_->setChecked(d.engine.kvReuse);
+        featureCache_->setChecked(d.engine.featureCache);
+        prefixCache_->setChecked(d.engine.prefixCache);
+        responseCache_->setChecked(d.engine.responseCache);
+        pool_->setChecked(d.engine.memoryPool);
+        poolSize_->setValue(static_cast<int>(d.engine.memoryPoolBytes / kMiB));
+        featureDevice_->setValue(static_cast<int>(d.engine.featureDeviceBytes / kMiB));
+        featureHost_->setValue(static_cast<int>(d.engine.featureHostBytes / kMiB));
+        featureDisk_->setValue(static_cast<int>(d.engine.featureDiskBytes / kMiB));
+        featureDir_->clear();
+        eviction_->setCurrentIndex(0);
+    });
     v->addWidget(buttons);
     updateEnabled();
 }
@@ -136,8 +137,7 @@ QWidget *SettingsDialog::samplingPage() {
     seed_->setObjectName("seed");
     seed_->setRange(-1, std::numeric_limits<int>::max());
     seed_->setSpecialValueText(tr("random"));
-    seed_->setValue(
-        static_cast<int>(std::clamp<int64_t>(p.seed, -1, std::numeric_limits<int>::max())));
+    seed_->setValue(static_cast<int>(std::clamp<int64_t>(p.seed, -1, std::numeric_limits<int>::max())));
     f->addRow(tr("Seed:"), seed_);
     return w;
 }
@@ -155,8 +155,7 @@ QWidget *SettingsDialog::modelPage(const QString &promptTemplate, bool cudaAvail
     device_->addItem(cudaAvailable ? tr("CUDA") : tr("CUDA (not available)"), "cuda");
     if (!cudaAvailable && e.device != "cuda") {
         // Disabled rather than hidden, so people see the option exists.
-        if (auto *m = qobject_cast<QStandardItemModel *>(device_->model()))
-            m->item(1)->setEnabled(false);
+        if (auto *m = qobject_cast<QStandardItemModel *>(device_->model())) m->item(1)->setEnabled(false);
     }
     device_->setCurrentIndex(e.device == "cuda" ? 1 : 0);
     f->addRow(tr("Device:"), device_);
@@ -166,12 +165,18 @@ QWidget *SettingsDialog::modelPage(const QString &promptTemplate, bool cudaAvail
     threads_->setSpecialValueText(tr("one per core"));
     threads_->setValue(e.threads);
     f->addRow(tr("CPU threads:"), threads_);
-    auto *tmpl = new QLabel(promptTemplate.isEmpty()
-                                ? tr("(load a model to see it)")
-                                : tr("%1 — set by the model's config.json").arg(promptTemplate),
-                            w);
+    auto *tmpl =
+        new QLabel(promptTemplate.isEmpty() ? tr("(load a model to see it)")
+                                            : tr("%1 — set by the model's config.json").arg(promptTemplate),
+                   w);
     tmpl->setWordWrap(true);
     f->addRow(tr("Prompt template:"), tmpl);
+    // Every template puts free text before the first turn; empty keeps the model's own.
+    systemPrompt_ = new QPlainTextEdit(QString::fromStdString(e.systemPrompt), w);
+    systemPrompt_->setObjectName("systemPrompt");
+    systemPrompt_->setPlaceholderText(tr("Empty: the model's own system prompt"));
+    systemPrompt_->setMaximumHeight(90);
+    f->addRow(tr("System prompt:"), systemPrompt_);
     return w;
 }
 
@@ -250,6 +255,7 @@ SettingsValues SettingsDialog::values() const {
     v.modelDir = modelDir_->text().trimmed();
     v.engine.device = device_->currentData().toString().toStdString();
     v.engine.threads = threads_->value();
+    v.engine.systemPrompt = systemPrompt_->toPlainText().toStdString();
     v.engine.kvReuse = kvReuse_->isChecked();
     v.engine.prefixCache = prefixCache_->isChecked();
     v.engine.responseCache = responseCache_->isChecked();
@@ -258,8 +264,7 @@ SettingsValues SettingsDialog::values() const {
     v.engine.featureHostBytes = uint64_t(featureHost_->value()) * kMiB;
     v.engine.featureDiskBytes = uint64_t(featureDisk_->value()) * kMiB;
     v.engine.featureDiskDir = featureDir_->text().trimmed().toStdString();
-    v.engine.eviction = eviction_->currentIndex() == 1 ? mgd::EvictionPolicy::Lfu
-                                                       : mgd::EvictionPolicy::Lru;
+    v.engine.eviction = eviction_->currentIndex() == 1 ? mgd::EvictionPolicy::Lfu : mgd::EvictionPolicy::Lru;
     v.engine.memoryPool = pool_->isChecked();
     v.engine.memoryPoolBytes = uint64_t(poolSize_->value()) * kMiB;
     return v;

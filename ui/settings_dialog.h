@@ -3,6 +3,8 @@
 // model's prompt template (fixed by the model's config in this version).
 #include <QDialog>
 
+class QPlainTextEdit;
+
 #include "ui/settings.h"
 
 class QCheckBox;
@@ -34,6 +36,7 @@ private:
     QLineEdit *modelDir_ = nullptr;
     QComboBox *device_ = nullptr;
     QSpinBox *threads_ = nullptr;
+    QPlainTextEdit *systemPrompt_ = nullptr;
     // Caches and memory
     QCheckBox *kvReuse_ = nullptr, *featureCache_ = nullptr, *prefixCache_ = nullptr,
               *responseCache_ = nullptr, *pool_ = nullptr;

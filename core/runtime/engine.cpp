@@ -221,6 +221,7 @@ ModelSummary Engine::modelSummary() const {
     s.name = c.name;
     s.architecture = architectureName(c.arch);
     s.promptTemplate = templateName(c.promptTemplate);
+    s.systemPrompt = c.systemPrompt;
     s.dtype = c.dtype;
     s.imageSize = c.vision.imageSize;
     s.imageTokens = c.imageTokens();
@@ -456,7 +457,8 @@ int Engine::restoreConversation(const std::vector<HistoryMessage> &history) {
 TurnResult Engine::generate(Conversation &c, const SamplingParams &sp, const TokenCallback &onToken,
                             TurnStats stats, double t0) {
     const MiniGptModel &m = model();
-    const ModelConfig &cfg = m.config();
+    ModelConfig cfg = m.config();
+    if (!settings_.systemPrompt.empty()) cfg.systemPrompt = settings_.systemPrompt;
     const Llama &llm = m.llm();
     const int imageTokens = cfg.imageTokens();
     const int64_t ctx = cfg.llm.maxPositions;

@@ -46,6 +46,8 @@ struct EngineSettings {
     // The original's memory behaviour (HF generate): logits for every prompt position, of
     // which only the last is used. Off except to reproduce the original in the benchmark.
     bool allPromptLogits = false;
+    // The text before the first turn; empty: the model's own (its template's) system prompt.
+    std::string systemPrompt;
     ImageLimits imageLimits;
 };
 
@@ -90,7 +92,7 @@ struct TurnResult {
 };
 
 struct ModelSummary {
-    std::string dir, name, architecture, promptTemplate, dtype;
+    std::string dir, name, architecture, promptTemplate, dtype, systemPrompt;
     int imageSize = 0, imageTokens = 0, contextLength = 0, vocabSize = 0;
     int64_t parameters = 0;
 };

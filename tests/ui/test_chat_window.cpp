@@ -11,6 +11,7 @@
 #include <QLabel>
 #include <QLineSeries>
 #include <QMessageBox>
+#include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSpinBox>
 #include <QToolButton>
@@ -337,6 +338,7 @@ private slots:
             dlg->findChild<QComboBox *>("eviction")->setCurrentIndex(1);
             dlg->findChild<QCheckBox *>("responseCache")->setChecked(false);
             dlg->findChild<QSpinBox *>("poolMiB")->setValue(48);
+            dlg->findChild<QPlainTextEdit *>("systemPrompt")->setPlainText("Answer in one word.");
             dlg->findChild<QDialogButtonBox *>()->button(QDialogButtonBox::Ok)->click();
             const SettingsValues v = w->settings()->values();
             QCOMPARE(v.sampling.maxNewTokens, 77);
@@ -362,6 +364,7 @@ private slots:
         QVERIFY(v.engine.eviction == mgd::EvictionPolicy::Lfu);
         QCOMPARE(v.engine.responseCache, false);
         QCOMPARE(v.engine.memoryPoolBytes, uint64_t{48} << 20);
+        QCOMPARE(QString::fromStdString(v.engine.systemPrompt), QString("Answer in one word."));
         QVERIFY(w->controller()->worker()->metricsSnapshot()->memory.poolCapacityBytes <=
                 (48ull << 20));
         // The dialog shows them too.
@@ -371,6 +374,8 @@ private slots:
         QCOMPARE(dlg->findChild<QDoubleSpinBox *>("temperature")->value(), 0.35);
         QCOMPARE(dlg->findChild<QSpinBox *>("maxNewTokens")->value(), 77);
         QCOMPARE(dlg->findChild<QComboBox *>("eviction")->currentIndex(), 1);
+        QCOMPARE(dlg->findChild<QPlainTextEdit *>("systemPrompt")->toPlainText(),
+                 QString("Answer in one word."));
         dlg->reject();
     }
 

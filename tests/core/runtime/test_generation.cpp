@@ -160,6 +160,21 @@ private slots:
         QVERIFY(dropped > 0);
     }
 
+    void customSystemPromptReplacesTheModelsOwn() {
+        mgd::EngineSettings s = noDisk();
+        s.responseCache = false;
+        mgd::Engine e(s);
+        e.loadModel(kV1);
+        auto plain = e.submitTurn(e.newConversation(), ask("Hi", true));
+        s.systemPrompt = "Be brief.";
+        e.applySettings(s);
+        auto custom = e.submitTurn(e.newConversation(), ask("Hi", true));
+        // The Vicuna system text is far longer than "Be brief."; the rest of the prompt is equal.
+        QVERIFY2(custom.stats.promptTokens + 60 < plain.stats.promptTokens,
+                 qPrintable(QString("%1 vs %2").arg(custom.stats.promptTokens).arg(plain.stats.promptTokens)));
+        QCOMPARE(custom.stats.reusedTokens, int64_t{0}); // no prefix shared with the first chat
+    }
+
     void tooLongQuestionIsRefusedAndLosesNothing() {
         mgd::Engine e(noDisk());
         e.loadModel(kV2);
