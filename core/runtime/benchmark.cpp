@@ -166,6 +166,17 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
     sp.maxNewTokens = o.answerTokens;
     sp.ignoreEos = true;
 
+    // The pool's budget: what the scripted conversation needs (its longest context, whole
+    // blocks, plus room for the image features), known once `original` ran.
+    uint64_t poolBytes = o.poolBytes;
+    auto sizedPool = [&](const BenchMode &orig) {
+        const uint64_t positions = static_cast<uint64_t>(orig.turns.back().promptTokens + o.answerTokens);
+        // + 1 block per layer: a second conversation copies the shared image prefix.
+        const uint64_t per = static_cast<uint64_t>(EngineSettings{}.kvBlockPositions);
+        const uint64_t blocks = (positions + per - 1) / per + 1;
+        return blocks * per * engine.kvBytesPerPosition() + (8ull << 20);
+    };
+
     for (const std::string &mode : o.modes) {
         // Start each mode from a clean slate: no caches, no pool, memory returned to the OS.
         engine.applySettings(off);
@@ -176,6 +187,7 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
         const uint64_t base = statusField("VmRSS:");
         resetPeakRss();
         EngineSettings s = modeSettings(mode, o, featureDir);
+        s.memoryPoolBytes = poolBytes;
         engine.applySettings(s);
         BenchMode bm;
         bm.name = mode;
@@ -223,11 +235,16 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
         const uint64_t peak = statusField("VmHWM:");
         bm.peakRssBytes = peak;
         bm.peakExtraBytes = peak > base ? peak - base : 0;
+        // The pool counts at its full capacity: add the part of the arena never touched
+        // (blocks are reused last-freed-first, so the touched part is the high-water mark).
+        if (snap.memory.poolCapacityBytes > snap.memory.poolHighWaterBytes)
+            bm.peakExtraBytes += snap.memory.poolCapacityBytes - snap.memory.poolHighWaterBytes;
         bm.budgetBytes = bm.poolCapacityBytes;
         engine.deleteConversation(c1);
         engine.deleteConversation(c2);
         engine.deleteConversation(c3);
         rep.modes.push_back(bm);
+        if (mode == "original" && poolBytes == 0) poolBytes = sizedPool(rep.modes.back());
     }
 
     const BenchMode *orig = nullptr, *all = nullptr;

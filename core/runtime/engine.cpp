@@ -24,7 +24,6 @@ namespace mgd {
 
 namespace {
 
-constexpr int64_t kKvBlockPositions = 128;
 
 double nowMs() {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch())
@@ -114,13 +113,13 @@ void Engine::buildCaches() {
     if (!model_) return;
     if (settings_.memoryPool) {
         const KvShape s = model_->llm().kvShape();
-        const uint64_t block = static_cast<uint64_t>(KvCache::blockBytes(s, kKvBlockPositions));
+        const uint64_t block = static_cast<uint64_t>(KvCache::blockBytes(s, settings_.kvBlockPositions));
         uint64_t cap = settings_.memoryPoolBytes;
         if (cap == 0) {
             // Two full-context conversations plus the host feature tier, within what is free.
             const uint64_t fullKv =
                 block * static_cast<uint64_t>(s.layers) *
-                static_cast<uint64_t>((s.maxPositions + kKvBlockPositions - 1) / kKvBlockPositions);
+                static_cast<uint64_t>((s.maxPositions + settings_.kvBlockPositions - 1) / settings_.kvBlockPositions);
             cap = std::min<uint64_t>(2 * fullKv + settings_.featureHostBytes,
                                      MemoryPool::defaultCapacity(settings_.device));
         }
@@ -136,7 +135,7 @@ void Engine::buildCaches() {
 void Engine::attachStorage(Conversation &c) {
     Conversation *raw = &c;
     if (pool_)
-        c.session.kv.usePool(pool_.get(), kKvBlockPositions, [this, raw] { return freePoolMemory(raw); });
+        c.session.kv.usePool(pool_.get(), settings_.kvBlockPositions, [this, raw] { return freePoolMemory(raw); });
     else
         c.session.kv.usePool(nullptr, 0, {});
 }
@@ -176,6 +175,11 @@ uint64_t Engine::llmWeightBytes() const {
 
 uint64_t Engine::llmDecodeBytesPerToken() const {
     return model().llm().decodeBytesPerToken();
+}
+
+uint64_t Engine::kvBytesPerPosition() const {
+    const KvShape s = model().llm().kvShape();
+    return static_cast<uint64_t>(2 * s.layers * s.kvHeads * s.headDim) * c10::elementSize(s.dtype);
 }
 
 uint64_t Engine::poolCapacityBytes() const {
@@ -556,8 +560,15 @@ TurnResult Engine::generate(Conversation &c, const SamplingParams &sp, const Tok
                 Conversation *c;
                 ~Release() { c->busy = false; }
             } release{best};
-            c.session.adoptPrefix(best->session, std::min<int64_t>(bestLen, length - 1));
-            stats.prefixFromOtherConversation = true;
+            try {
+                c.session.adoptPrefix(best->session, std::min<int64_t>(bestLen, length - 1));
+                stats.prefixFromOtherConversation = true;
+            } catch (const Error &) {
+                // No room for a copy next to its source: an optimisation, not a requirement;
+                // prefill normally (which may then evict the source's KV).
+                c.session.kv.release();
+                c.session.clear();
+            }
         }
     }
 

@@ -120,11 +120,12 @@ private slots:
         mgd::EngineSettings pooled = settingsIn(tmp), plain = settingsIn(tmp);
         plain.memoryPool = false;
         pooled.responseCache = plain.responseCache = false;
+        pooled.kvBlockPositions = 64; // several blocks per layer within the 256-position context
         mgd::Engine a(pooled), b(plain);
         a.loadModel(kV2);
         b.loadModel(kV2);
         const int ca = a.newConversation(), cb = b.newConversation();
-        // Turns long enough to span several 128-position blocks.
+        // Turns long enough to span several 64-position blocks.
         const char *qs[] = {"What is in this image?", "What color is the background?", "And the disc?"};
         for (int i = 0; i < 3; ++i) {
             auto ra = a.submitTurn(ca, ask(qs[i], i == 0, 60));
@@ -142,8 +143,9 @@ private slots:
         mgd::EngineSettings s = settingsIn(tmp);
         s.responseCache = false;
         s.prefixCache = false;
-        // v2 tiny: a block is 2 (K,V) x 4 heads x 128 positions x 16 x 4 B = 64 KiB; a
-        // conversation of <= 128 positions needs 2 blocks (one per layer), its image 1.
+        // v2 tiny with 128-position blocks: a block is 2 (K,V) x 4 heads x 128 x 16 x 4 B =
+        // 64 KiB; a conversation of <= 128 positions needs 2 blocks (one per layer), its image 1.
+        s.kvBlockPositions = 128;
         s.memoryPoolBytes = 3 * 65536;
         mgd::Engine e(s);
         e.loadModel(kV2);
