@@ -13,6 +13,7 @@
 #include "core/runtime/benchmark.h"
 #include "core/runtime/engine.h"
 #include "core/runtime/reference_check.h"
+#include "core/train/demo_train.h"
 #include "core/util/error.h"
 
 #ifndef MGD_DEFAULT_MODEL
@@ -32,6 +33,8 @@ commands:
   stats  [--model DIR]                 print the metrics snapshot (JSON) after loading
   bench  [--model DIR] [--answer-tokens N] [--json FILE] [--modes a,b,..] [--image FILE]
          the scripted 10-turn benchmark: original MiniGPT-4 behaviour vs each optimisation
+  train-demo --out DIR [--seed N] [--minutes M]   train the built-in demo model (resumable)
+  eval-demo  --model DIR [--questions N] [--seed S] exact-match accuracy per question type
 
 sampling: --greedy  --temperature T  --top-p P  --top-k K  --repetition-penalty R
           --seed N  --max-new-tokens N
@@ -306,6 +309,8 @@ int cmdInfo(const Options &o) {
 
 int main(int argc, char **argv) {
     try {
+        if (argc >= 2 && std::strcmp(argv[1], "train-demo") == 0) return mgd::demo::trainDemoMain(argc, argv);
+        if (argc >= 2 && std::strcmp(argv[1], "eval-demo") == 0) return mgd::demo::evalDemoMain(argc, argv);
         const Options o = parse(argc, argv);
         if (o.command == "ask") return cmdAsk(o);
         if (o.command == "chat") return cmdChat(o);

@@ -74,60 +74,108 @@ KvShape Llama::kvShape() const {
     return s;
 }
 
+at::Tensor Llama::layerForward(const Layer &l, const at::Tensor &x, const at::Tensor &cos,
+                               const at::Tensor &sin, const at::Tensor &mask, const KvFn &kv) const {
+    const int64_t B = x.size(0), n = x.size(1);
+    const int64_t H = c_.heads, KvH = c_.kvHeads, G = H / KvH, Dh = c_.headDim(), D = c_.hidden;
+    const double invSqrt = std::sqrt(static_cast<double>(Dh));
+    auto rope = [&](const at::Tensor &t) { // t [B, heads, n, Dh]; rotate_half = cat(-x2, x1)
+        at::Tensor x1 = t.narrow(-1, 0, Dh / 2), x2 = t.narrow(-1, Dh / 2, Dh / 2);
+        return t * cos + at::cat({-x2, x1}, -1) * sin;
+    };
+    at::Tensor h = rmsNorm(x, l.inputNorm);
+    at::Tensor q = rope(l.q(h).view({B, n, H, Dh}).transpose(1, 2));   // [B, H, n, Dh]
+    at::Tensor k = rope(l.k(h).view({B, n, KvH, Dh}).transpose(1, 2)); // [B, KvH, n, Dh]
+    at::Tensor v = l.v(h).view({B, n, KvH, Dh}).transpose(1, 2);
+    const auto segs = kv(k, v);
+    // Grouped heads: the G query heads of one kv head share its keys. [B, KvH, G*n, Dh]
+    at::Tensor qg = q.reshape({B, KvH, G * n, Dh});
+    std::vector<at::Tensor> parts; // per KV segment: [B, KvH, G*n, len]
+    for (const auto &s : segs) parts.push_back(at::matmul(qg, s.first.transpose(-2, -1)));
+    at::Tensor scores = (parts.size() == 1 ? parts[0] : at::cat(parts, -1)) / invSqrt;
+    const int64_t total = scores.size(-1);
+    if (mask.defined()) scores = scores.view({B, KvH, G, n, total}) + mask.to(scores.scalar_type());
+    at::Tensor probs = scores.to(at::kFloat).softmax(-1).to(dtype_).view({B, KvH, G * n, total});
+    at::Tensor ctx;
+    int64_t off = 0;
+    for (const auto &s : segs) { // sum over segments of probs[..., seg] @ V_seg
+        const int64_t len = s.second.size(-2);
+        at::Tensor part = at::matmul(probs.narrow(-1, off, len), s.second);
+        ctx = ctx.defined() ? ctx.add_(part) : part;
+        off += len;
+    }
+    ctx = ctx.view({B, H, n, Dh}).transpose(1, 2).reshape({B, n, D});
+    at::Tensor y = x + l.o(ctx);
+    h = rmsNorm(y, l.postNorm);
+    return y + l.down(at::silu(l.gate(h)) * l.up(h));
+}
+
 at::Tensor Llama::forward(const at::Tensor &embeds, KvCache &cache, bool allLogits,
                           std::vector<at::Tensor> *hidden) const {
     const int64_t n = embeds.size(1), start = cache.length, total = start + n;
-    const int64_t H = c_.heads, KvH = c_.kvHeads, G = H / KvH, Dh = c_.headDim(), D = c_.hidden;
+    const int64_t D = c_.hidden;
     if (total > c_.maxPositions)
         throw Error("context overflow: " + std::to_string(total) + " positions exceed the model's " +
                     std::to_string(c_.maxPositions));
     cache.reserve(kvShape(), total);
-    const double invSqrt = std::sqrt(static_cast<double>(Dh));
     at::Tensor cos = cos_.narrow(0, start, n), sin = sin_.narrow(0, start, n); // [n, Dh]
-    auto rope = [&](const at::Tensor &x) { // x [heads, n, Dh]; rotate_half = cat(-x2, x1)
-        at::Tensor x1 = x.narrow(-1, 0, Dh / 2), x2 = x.narrow(-1, Dh / 2, Dh / 2);
-        return x * cos + at::cat({-x2, x1}, -1) * sin;
-    };
     at::Tensor mask; // [n, total]: -inf where key position > query position
     if (n > 1)
         mask = at::full({n, total}, -std::numeric_limits<float>::infinity(), at::kFloat).triu(start + 1);
 
-    at::Tensor x = embeds.to(dtype_).reshape({n, D});
-    if (hidden) hidden->push_back(x.unsqueeze(0));
+    at::Tensor x = embeds.to(dtype_).reshape({1, n, D});
+    if (hidden) hidden->push_back(x);
     for (int li = 0; li < c_.layers; ++li) {
-        const Layer &l = layers_[li];
-        at::Tensor h = rmsNorm(x, l.inputNorm);
-        at::Tensor q = rope(l.q(h).view({n, H, Dh}).transpose(0, 1));   // [H, n, Dh]
-        at::Tensor k = rope(l.k(h).view({n, KvH, Dh}).transpose(0, 1)); // [KvH, n, Dh]
-        at::Tensor v = l.v(h).view({n, KvH, Dh}).transpose(0, 1);
-        cache.write(li, start, k, v);
-        const auto segs = cache.segments(li, total);
-        // Grouped heads: the G query heads of one kv head share its keys. [KvH, G*n, Dh]
-        at::Tensor qg = q.reshape({KvH, G * n, Dh});
-        std::vector<at::Tensor> parts; // per KV segment: [KvH, G*n, len]
-        for (const auto &kv : segs) parts.push_back(at::matmul(qg, kv.first.transpose(1, 2)));
-        at::Tensor scores = (parts.size() == 1 ? parts[0] : at::cat(parts, -1)) / invSqrt;
-        if (mask.defined()) scores = scores.view({KvH, G, n, total}) + mask.to(scores.scalar_type());
-        at::Tensor probs = scores.to(at::kFloat).softmax(-1).to(dtype_).view({KvH, G * n, total});
-        at::Tensor ctx;
-        int64_t off = 0;
-        for (const auto &kv : segs) { // sum over segments of probs[:, :, seg] @ V_seg
-            const int64_t len = kv.second.size(1);
-            at::Tensor part = at::matmul(probs.narrow(-1, off, len), kv.second);
-            ctx = ctx.defined() ? ctx.add_(part) : part;
-            off += len;
-        }
-        ctx = ctx.view({H, n, Dh}).transpose(0, 1).reshape({n, D});
-        x = x + l.o(ctx);
-        h = rmsNorm(x, l.postNorm);
-        x = x + l.down(at::silu(l.gate(h)) * l.up(h));
-        if (hidden && li + 1 < c_.layers) hidden->push_back(x.unsqueeze(0));
+        x = layerForward(layers_[li], x, cos, sin, mask, [&](const at::Tensor &k, const at::Tensor &v) {
+            cache.write(li, start, k[0], v[0]);
+            std::vector<std::pair<at::Tensor, at::Tensor>> segs;
+            for (auto &s : cache.segments(li, total)) segs.emplace_back(s.first.unsqueeze(0), s.second.unsqueeze(0));
+            return segs;
+        });
+        if (hidden && li + 1 < c_.layers) hidden->push_back(x);
     }
     cache.length = total;
+    x = x.reshape({n, D});
     at::Tensor out = allLogits ? x : x.narrow(0, n - 1, 1);
     out = rmsNorm(out, finalNorm_);
     if (hidden) hidden->push_back((allLogits ? out : rmsNorm(x, finalNorm_)).unsqueeze(0));
     return lmHead_(out).to(at::kFloat);
+}
+
+at::Tensor Llama::forwardTrain(const at::Tensor &embeds) const {
+    const int64_t n = embeds.size(1);
+    if (n > c_.maxPositions)
+        throw Error("context overflow: " + std::to_string(n) + " positions exceed the model's " +
+                    std::to_string(c_.maxPositions));
+    at::Tensor cos = cos_.narrow(0, 0, n), sin = sin_.narrow(0, 0, n);
+    at::Tensor mask = at::full({n, n}, -std::numeric_limits<float>::infinity(), at::kFloat).triu(1);
+    at::Tensor x = embeds.to(dtype_);
+    for (const Layer &l : layers_)
+        x = layerForward(l, x, cos, sin, mask, [](const at::Tensor &k, const at::Tensor &v) {
+            return std::vector<std::pair<at::Tensor, at::Tensor>>{{k, v}};
+        });
+    return lmHead_(rmsNorm(x, finalNorm_)).to(at::kFloat);
+}
+
+std::vector<std::pair<std::string, at::Tensor>> Llama::namedParameters() const {
+    const std::string p = "llama_model.model.";
+    std::vector<std::pair<std::string, at::Tensor>> out{{p + "embed_tokens.weight", embedTokens_}};
+    for (size_t i = 0; i < layers_.size(); ++i) {
+        const std::string l = p + "layers." + std::to_string(i) + ".";
+        const Layer &L = layers_[i];
+        out.emplace_back(l + "input_layernorm.weight", L.inputNorm);
+        out.emplace_back(l + "post_attention_layernorm.weight", L.postNorm);
+        out.emplace_back(l + "self_attn.q_proj.weight", L.q.weight);
+        out.emplace_back(l + "self_attn.k_proj.weight", L.k.weight);
+        out.emplace_back(l + "self_attn.v_proj.weight", L.v.weight);
+        out.emplace_back(l + "self_attn.o_proj.weight", L.o.weight);
+        out.emplace_back(l + "mlp.gate_proj.weight", L.gate.weight);
+        out.emplace_back(l + "mlp.up_proj.weight", L.up.weight);
+        out.emplace_back(l + "mlp.down_proj.weight", L.down.weight);
+    }
+    out.emplace_back(p + "norm.weight", finalNorm_);
+    out.emplace_back("llama_model.lm_head.weight", lmHead_.weight);
+    return out;
 }
 
 } // namespace mgd

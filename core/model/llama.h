@@ -3,6 +3,9 @@
 // RMSNorm, rotate-half RoPE, SiLU-gated MLP, grouped-query heads, causal attention over a
 // KvCache that persists across calls.
 #include <ATen/core/Tensor.h>
+#include <functional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "core/model/kv_cache.h"
@@ -23,6 +26,13 @@ public:
     at::Tensor forward(const at::Tensor &embeds, KvCache &cache, bool allLogits,
                        std::vector<at::Tensor> *hidden = nullptr) const;
     KvShape kvShape() const;
+    // Training (core/train): embeds [B, n, hidden] at positions 0..n-1, causal, no cache;
+    // right padding is harmless under the causal mask. fp32 logits [B, n, vocab]. Same layer
+    // code as forward().
+    at::Tensor forwardTrain(const at::Tensor &embeds) const;
+    // The trainable tensors under their original state-dict names; handles, so in-place
+    // updates reach the model.
+    std::vector<std::pair<std::string, at::Tensor>> namedParameters() const;
 
     const LlamaConfig &config() const { return c_; }
     const at::Tensor &ropeCos() const { return cos_; }
@@ -37,6 +47,13 @@ private:
         Linear q, k, v, o, gate, up, down;
     };
     at::Tensor rmsNorm(const at::Tensor &x, const at::Tensor &w) const;
+    // kv(k, v) stores this call's keys/values [B, kvHeads, n, headDim] and returns the (K, V)
+    // segments to attend over, in position order, each [B, kvHeads, len, headDim].
+    using KvFn = std::function<std::vector<std::pair<at::Tensor, at::Tensor>>(const at::Tensor &,
+                                                                                const at::Tensor &)>;
+    // One decoder layer on x [B, n, hidden]; mask [n, total] or undefined.
+    at::Tensor layerForward(const Layer &l, const at::Tensor &x, const at::Tensor &cos,
+                            const at::Tensor &sin, const at::Tensor &mask, const KvFn &kv) const;
     LlamaConfig c_;
     at::ScalarType dtype_;
     at::Tensor embedTokens_, finalNorm_;

@@ -79,4 +79,39 @@ at::Tensor MiniGptModel::encodeImage(const at::Tensor &pixels, VisionTrace *trac
     return at::linear(projIn, projW_, projB_);
 }
 
+std::vector<std::pair<std::string, at::Tensor>> MiniGptModel::visionParameters() const {
+    auto out = vision_->namedParameters();
+    out.emplace_back("ln_vision.weight", lnVisionW_);
+    out.emplace_back("ln_vision.bias", lnVisionB_);
+    if (qformer_)
+        for (auto &p : qformer_->namedParameters()) out.push_back(std::move(p));
+    return out;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> MiniGptModel::languageParameters() const {
+    std::vector<std::pair<std::string, at::Tensor>> out{{"llama_proj.weight", projW_}, {"llama_proj.bias", projB_}};
+    for (auto &p : llama_->namedParameters()) out.push_back(std::move(p));
+    return out;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> MiniGptModel::stateDict() const {
+    std::vector<std::pair<std::string, at::Tensor>> out;
+    auto all = visionParameters();
+    for (auto &p : languageParameters()) all.push_back(std::move(p));
+    static const std::string qkv = "attn.qkv_bias";
+    for (auto &[name, t] : all) {
+        at::Tensor d = t.detach().clone();
+        if (name.size() > qkv.size() && name.compare(name.size() - qkv.size(), qkv.size(), qkv) == 0) {
+            // cat(q_bias, 0, v_bias) back to the original two tensors
+            const std::string stem = name.substr(0, name.size() - qkv.size());
+            const int64_t n = d.size(0) / 3;
+            out.emplace_back(stem + "attn.q_bias", d.narrow(0, 0, n).clone());
+            out.emplace_back(stem + "attn.v_bias", d.narrow(0, 2 * n, n).clone());
+        } else {
+            out.emplace_back(name, d);
+        }
+    }
+    return out;
+}
+
 } // namespace mgd

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/model/llama.h"
@@ -38,6 +39,13 @@ public:
     at::ScalarType dtype() const { return dtype_; }
     // Identity of the vision half (config + weights), for cache keys.
     const std::string &visionIdentity() const { return visionIdentity_; }
+
+    // Training (core/train). Trainable tensors (handles) of the vision half (ViT, ln_vision,
+    // Q-Former) and of the projector + LLM; names as VisionEncoder/QFormer/Llama give them.
+    std::vector<std::pair<std::string, at::Tensor>> visionParameters() const;
+    std::vector<std::pair<std::string, at::Tensor>> languageParameters() const;
+    // Every tensor under its original state-dict name (detached copies), for writeSafetensors.
+    std::vector<std::pair<std::string, at::Tensor>> stateDict() const;
 
 private:
     MiniGptModel() = default;

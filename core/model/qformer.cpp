@@ -61,4 +61,36 @@ at::Tensor QFormer::forward(const at::Tensor &image) const {
     return h;
 }
 
+std::vector<std::pair<std::string, at::Tensor>> QFormer::namedParameters() const {
+    const std::string p = "Qformer.bert.";
+    std::vector<std::pair<std::string, at::Tensor>> out{{"query_tokens", queryTokens_},
+                                                        {p + "embeddings.LayerNorm.weight", embNorm_.weight},
+                                                        {p + "embeddings.LayerNorm.bias", embNorm_.bias}};
+    auto linear = [&](const std::string &n, const Linear &l) {
+        out.emplace_back(n + ".weight", l.weight);
+        out.emplace_back(n + ".bias", l.bias);
+    };
+    auto norm = [&](const std::string &n, const LayerNorm &l) {
+        out.emplace_back(n + ".weight", l.weight);
+        out.emplace_back(n + ".bias", l.bias);
+    };
+    auto attention = [&](const std::string &pre, const Attention &a) {
+        linear(pre + ".self.query", a.query);
+        linear(pre + ".self.key", a.key);
+        linear(pre + ".self.value", a.value);
+        linear(pre + ".output.dense", a.dense);
+        norm(pre + ".output.LayerNorm", a.norm);
+    };
+    for (size_t i = 0; i < layers_.size(); ++i) {
+        const std::string l = p + "encoder.layer." + std::to_string(i) + ".";
+        const Layer &L = layers_[i];
+        attention(l + "attention", L.self);
+        if (L.hasCross) attention(l + "crossattention", L.cross);
+        linear(l + "intermediate_query.dense", L.intermediate);
+        linear(l + "output_query.dense", L.output);
+        norm(l + "output_query.LayerNorm", L.outputNorm);
+    }
+    return out;
+}
+
 } // namespace mgd

@@ -3,6 +3,8 @@
 // tokens, embedding LayerNorm, post-LN BERT self-attention, cross-attention to the image
 // every cross_attention_freq layers, then the query FFN.
 #include <ATen/core/Tensor.h>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "core/model/layers.h"
@@ -15,6 +17,8 @@ public:
     QFormer(const Weights &w, const QFormerConfig &c, int encoderWidth, at::ScalarType dtype);
     // image [B, N, encoderWidth] -> queries [B, Q, hidden]
     at::Tensor forward(const at::Tensor &image) const;
+    // Trainable tensors (handles) under their original state-dict names.
+    std::vector<std::pair<std::string, at::Tensor>> namedParameters() const;
 
 private:
     struct Attention {

@@ -54,4 +54,29 @@ at::Tensor VisionEncoder::forward(const at::Tensor &pixels, std::vector<at::Tens
     return x;
 }
 
+std::vector<std::pair<std::string, at::Tensor>> VisionEncoder::namedParameters() const {
+    const std::string p = "visual_encoder.";
+    std::vector<std::pair<std::string, at::Tensor>> out{{p + "patch_embed.proj.weight", patchWeight_},
+                                                        {p + "patch_embed.proj.bias", patchBias_},
+                                                        {p + "cls_token", clsToken_},
+                                                        {p + "pos_embed", posEmbed_}};
+    for (size_t i = 0; i < blocks_.size(); ++i) {
+        const std::string b = p + "blocks." + std::to_string(i) + ".";
+        const Block &k = blocks_[i];
+        out.emplace_back(b + "norm1.weight", k.norm1.weight);
+        out.emplace_back(b + "norm1.bias", k.norm1.bias);
+        out.emplace_back(b + "norm2.weight", k.norm2.weight);
+        out.emplace_back(b + "norm2.bias", k.norm2.bias);
+        out.emplace_back(b + "attn.qkv.weight", k.qkvWeight);
+        out.emplace_back(b + "attn.qkv_bias", k.qkvBias);
+        out.emplace_back(b + "attn.proj.weight", k.proj.weight);
+        out.emplace_back(b + "attn.proj.bias", k.proj.bias);
+        out.emplace_back(b + "mlp.fc1.weight", k.fc1.weight);
+        out.emplace_back(b + "mlp.fc1.bias", k.fc1.bias);
+        out.emplace_back(b + "mlp.fc2.weight", k.fc2.weight);
+        out.emplace_back(b + "mlp.fc2.bias", k.fc2.bias);
+    }
+    return out;
+}
+
 } // namespace mgd

@@ -2,6 +2,8 @@
 // EVA-CLIP ViT as MiniGPT-4 builds it (eva_vit.py): pre-LN blocks, qkv with q/v-only bias,
 // absolute position embedding, CLS kept, no final norm, exact GELU.
 #include <ATen/core/Tensor.h>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "core/model/layers.h"
@@ -15,6 +17,9 @@ public:
     // pixels [B, 3, S, S] -> tokens [B, 1 + N, width]; blockOutputs (optional) gets each
     // block's output.
     at::Tensor forward(const at::Tensor &pixels, std::vector<at::Tensor> *blockOutputs = nullptr) const;
+    // Trainable tensors (handles) under the original names, except each block's combined
+    // "attn.qkv_bias" = cat(q_bias, 0, v_bias): a trainer keeps its middle third at zero.
+    std::vector<std::pair<std::string, at::Tensor>> namedParameters() const;
 
 private:
     struct Block {
