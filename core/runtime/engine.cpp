@@ -24,7 +24,6 @@ namespace mgd {
 
 namespace {
 
-
 double nowMs() {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch())
         .count();
@@ -117,9 +116,9 @@ void Engine::buildCaches() {
         uint64_t cap = settings_.memoryPoolBytes;
         if (cap == 0) {
             // Two full-context conversations plus the host feature tier, within what is free.
-            const uint64_t fullKv =
-                block * static_cast<uint64_t>(s.layers) *
-                static_cast<uint64_t>((s.maxPositions + settings_.kvBlockPositions - 1) / settings_.kvBlockPositions);
+            const uint64_t fullKv = block * static_cast<uint64_t>(s.layers) *
+                                    static_cast<uint64_t>((s.maxPositions + settings_.kvBlockPositions - 1) /
+                                                          settings_.kvBlockPositions);
             cap = std::min<uint64_t>(2 * fullKv + settings_.featureHostBytes,
                                      MemoryPool::defaultCapacity(settings_.device));
         }
@@ -135,7 +134,8 @@ void Engine::buildCaches() {
 void Engine::attachStorage(Conversation &c) {
     Conversation *raw = &c;
     if (pool_)
-        c.session.kv.usePool(pool_.get(), settings_.kvBlockPositions, [this, raw] { return freePoolMemory(raw); });
+        c.session.kv.usePool(pool_.get(), settings_.kvBlockPositions,
+                             [this, raw] { return freePoolMemory(raw); });
     else
         c.session.kv.usePool(nullptr, 0, {});
 }
@@ -318,6 +318,16 @@ Prepared prepareImage(const ImageInput &in, const MiniGptModel &m, const ImageLi
 
 } // namespace
 
+ConvImage Engine::prepareConvImage(const ImageInput &in) const {
+    Prepared p = prepareImage(in, model(), settings_.imageLimits);
+    ConvImage ci;
+    ci.label = in.label.empty() ? in.path : in.label;
+    ci.hash = p.hash;
+    ci.key = p.key;
+    ci.pixels = p.pixels;
+    return ci;
+}
+
 at::Tensor Engine::imageFeatures(Conversation &c, int image, TurnStats &stats) {
     ConvImage &ci = c.images.at(image);
     if (ci.embeds.defined()) return ci.embeds;
@@ -369,12 +379,7 @@ TurnResult Engine::submitTurn(int conversation, const TurnRequest &req, const To
     // leaves it exactly as it was.
     std::vector<ConvImage> fresh;
     for (const ImageInput &in : req.images) {
-        Prepared p = prepareImage(in, model(), settings_.imageLimits);
-        ConvImage ci;
-        ci.label = in.label.empty() ? in.path : in.label;
-        ci.hash = p.hash;
-        ci.key = p.key;
-        ci.pixels = p.pixels;
+        ConvImage ci = prepareConvImage(in);
         for (const ConvImage &old : c.images)
             if (old.hash == ci.hash && old.embeds.defined()) ci.embeds = old.embeds;
         fresh.push_back(std::move(ci));
@@ -440,14 +445,8 @@ int Engine::restoreConversation(const std::vector<HistoryMessage> &history) {
         m.fromUser = h.fromUser;
         m.text = h.text;
         for (const ImageInput &in : h.images) {
-            Prepared p = prepareImage(in, model(), settings_.imageLimits);
-            ConvImage ci;
-            ci.label = in.label.empty() ? in.path : in.label;
-            ci.hash = p.hash;
-            ci.key = p.key;
-            ci.pixels = p.pixels;
             m.images.push_back(static_cast<int>(images.size()));
-            images.push_back(std::move(ci));
+            images.push_back(prepareConvImage(in));
         }
         messages.push_back(std::move(m));
     }

@@ -25,6 +25,7 @@ class MemoryPool;
 class FeatureCache;
 class ResponseCache;
 struct Conversation;
+struct ConvImage;
 
 enum class EvictionPolicy { Lru, Lfu };
 
@@ -171,6 +172,7 @@ private:
     TurnResult generate(Conversation &c, const SamplingParams &sp, const TokenCallback &onToken,
                         TurnStats stats, double t0);
     at::Tensor imageFeatures(Conversation &c, int image, TurnStats &stats);
+    ConvImage prepareConvImage(const ImageInput &in) const; // decode, preprocess, hash
     void buildCaches();
     void attachStorage(Conversation &c);
     bool freePoolMemory(const Conversation *active);
