@@ -27,6 +27,7 @@
 #include "ui/conversation_store.h"
 #include "ui/image_attachment.h"
 #include "ui/image_viewer.h"
+#include "ui/example_gallery.h"
 #include "ui/message_list_view.h"
 #include "ui/message_model.h"
 #include "ui/perf_panel.h"
@@ -77,10 +78,12 @@ ChatWindow::ChatWindow(const ChatWindowOptions &options, QWidget *parent) : QMai
 
     view_ = new MessageListView(middle);
     view_->setModel(controller_->messages());
-    connect(
-        view_, &MessageListView::imageActivated, this,
-        [this](const QImage &img, const QString &t) { (new ImageViewer(img, t, this))->show(); });
+    connect(view_, &MessageListView::imageActivated, this,
+            [this](const QImage &img, const QString &t) { (new ImageViewer(img, t, this))->show(); });
     mv->addWidget(view_, 1);
+    gallery_ = new ExampleGallery;
+    view_->addToEmptyState(gallery_);
+    connect(gallery_, &ExampleGallery::exampleChosen, this, &ChatWindow::useExample);
     composer_ = new Composer(middle);
     mv->addWidget(composer_);
     splitter->addWidget(middle);
@@ -136,20 +139,23 @@ ChatWindow::ChatWindow(const ChatWindowOptions &options, QWidget *parent) : QMai
         list_->setCurrentConversation(controller_->conversationId());
         updateTitle();
     });
-    connect(list_, &ConversationList::conversationActivated, controller_,
-            &ChatController::openConversation);
+    connect(list_, &ConversationList::conversationActivated, controller_, &ChatController::openConversation);
     connect(list_, &ConversationList::deleteRequested, this, &ChatWindow::confirmDelete);
     connect(controller_, &ChatController::modelStateChanged, this,
             [this](ChatController::ModelState state, const QString &message) {
                 progress_->setVisible(state == ChatController::ModelState::Loading);
                 modelLabel_->setText(message);
                 composer_->setCanSend(state == ChatController::ModelState::Ready);
+                if (state == ChatController::ModelState::Ready)
+                    gallery_->setModelDir(settings_->values().modelDir);
                 updateActions();
             });
 
     const QByteArray geometry = settings_->windowGeometry();
-    if (!geometry.isEmpty()) restoreGeometry(geometry);
-    else resize(1240, 780);
+    if (!geometry.isEmpty())
+        restoreGeometry(geometry);
+    else
+        resize(1240, 780);
     const QByteArray state = settings_->windowState();
     if (!state.isEmpty()) restoreState(state);
 
@@ -167,41 +173,36 @@ ChatWindow::~ChatWindow() {
 
 void ChatWindow::buildMenus() {
     QMenu *file = menuBar()->addMenu(tr("&File"));
-    newChat_ =
-        file->addAction(tr("&New Chat"), QKeySequence::New, controller_, &ChatController::newChat);
-    openImage_ = file->addAction(tr("&Open Image…"), QKeySequence::Open, this,
-                                 &ChatWindow::openImageDialog);
+    newChat_ = file->addAction(tr("&New Chat"), QKeySequence::New, controller_, &ChatController::newChat);
+    openImage_ = file->addAction(tr("&Open Image…"), QKeySequence::Open, this, &ChatWindow::openImageDialog);
     deleteChat_ = file->addAction(tr("&Delete Conversation…"), this, [this] {
         if (!controller_->conversationId().isEmpty()) confirmDelete(controller_->conversationId());
     });
     file->addSeparator();
-    settingsAction_ = file->addAction(tr("&Settings…"), QKeySequence(tr("Ctrl+,")), this,
-                                      &ChatWindow::openSettings);
+    settingsAction_ =
+        file->addAction(tr("&Settings…"), QKeySequence(tr("Ctrl+,")), this, &ChatWindow::openSettings);
     settingsAction_->setMenuRole(QAction::PreferencesRole);
     file->addSeparator();
     file->addAction(tr("&Quit"), QKeySequence::Quit, this, &QWidget::close);
 
     QMenu *edit = menuBar()->addMenu(tr("&Edit"));
-    copyAnswer_ =
-        edit->addAction(tr("&Copy Answer"), QKeySequence(tr("Ctrl+Shift+C")), this, [this] {
-            QApplication::clipboard()->setText(controller_->lastAnswer());
-            statusBar()->showMessage(tr("Answer copied"), 2000);
-        });
-    pasteImage_ = edit->addAction(tr("&Paste Image"), QKeySequence(tr("Ctrl+Shift+V")), this,
-                                  &ChatWindow::pasteImage);
+    copyAnswer_ = edit->addAction(tr("&Copy Answer"), QKeySequence(tr("Ctrl+Shift+C")), this, [this] {
+        QApplication::clipboard()->setText(controller_->lastAnswer());
+        statusBar()->showMessage(tr("Answer copied"), 2000);
+    });
+    pasteImage_ =
+        edit->addAction(tr("&Paste Image"), QKeySequence(tr("Ctrl+Shift+V")), this, &ChatWindow::pasteImage);
     editLast_ = edit->addAction(tr("&Edit Last Question"), QKeySequence(tr("Ctrl+E")), this,
                                 &ChatWindow::editLastQuestion);
 
     QMenu *chat = menuBar()->addMenu(tr("&Chat"));
     chat->addAction(tr("&Send"), this, &ChatWindow::sendFromComposer)
         ->setShortcut(QKeySequence(tr("Ctrl+Return")));
-    stop_ = chat->addAction(tr("S&top"), QKeySequence(Qt::Key_Escape), controller_,
-                            &ChatController::stop);
-    regenerate_ =
-        chat->addAction(tr("&Regenerate Answer"), QKeySequence(tr("Ctrl+R")), this, [this] {
-            composer_->setEditing(false);
-            controller_->regenerate();
-        });
+    stop_ = chat->addAction(tr("S&top"), QKeySequence(Qt::Key_Escape), controller_, &ChatController::stop);
+    regenerate_ = chat->addAction(tr("&Regenerate Answer"), QKeySequence(tr("Ctrl+R")), this, [this] {
+        composer_->setEditing(false);
+        controller_->regenerate();
+    });
     chat->addAction(editLast_);
 
     QMenu *view = menuBar()->addMenu(tr("&View"));
@@ -282,8 +283,8 @@ void ChatWindow::showError(const QString &message) {
 void ChatWindow::sendFromComposer() {
     const QString text = composer_->text();
     const QList<ImageAttachment> images = composer_->pendingImages();
-    const bool started = composer_->editing() ? controller_->editLast(text, images)
-                                              : controller_->send(text, images);
+    const bool started =
+        composer_->editing() ? controller_->editLast(text, images) : controller_->send(text, images);
     if (!started) return;
     banner_->hide();
     composer_->clear();
@@ -306,16 +307,30 @@ void ChatWindow::attachFiles(const QStringList &paths) {
     QList<ImageAttachment> images;
     for (const QString &p : paths) {
         QString error;
-        if (auto a = attachmentFromFile(p, &error)) images << *a;
-        else errors << error;
+        if (auto a = attachmentFromFile(p, &error))
+            images << *a;
+        else
+            errors << error;
     }
     composer_->addImages(images);
     if (!errors.isEmpty()) showError(errors.join('\n'));
 }
 
+void ChatWindow::useExample(const QString &imagePath, const QString &question) {
+    // A second example replaces the first one's image and question, never what was typed.
+    if (!lastExample_.isEmpty() && composer_->text() == lastExample_ &&
+        composer_->pendingImages().size() == 1)
+        composer_->clear();
+    attachFiles({imagePath});
+    if (composer_->text().trimmed().isEmpty()) {
+        composer_->setText(question);
+        lastExample_ = question;
+    }
+    composer_->edit()->setFocus();
+}
+
 void ChatWindow::openImageDialog() {
-    const QStringList paths = QFileDialog::getOpenFileNames(this, tr("Add images"), {},
-                                                            imageFileFilter());
+    const QStringList paths = QFileDialog::getOpenFileNames(this, tr("Add images"), {}, imageFileFilter());
     attachFiles(paths);
 }
 
@@ -334,8 +349,7 @@ void ChatWindow::confirmDelete(const QString &id) {
         if (s.id == id) title = s.title;
     if (title.isEmpty()) return; // never saved: nothing to delete
     const auto answer = QMessageBox::question(
-        this, tr("Delete conversation"),
-        tr("Delete “%1” and its images? This cannot be undone.").arg(title),
+        this, tr("Delete conversation"), tr("Delete “%1” and its images? This cannot be undone.").arg(title),
         QMessageBox::Yes | QMessageBox::Cancel, QMessageBox::Cancel);
     if (answer == QMessageBox::Yes) controller_->deleteConversation(id);
 }
@@ -345,8 +359,7 @@ SettingsDialog *ChatWindow::openSettings() {
     if (EngineWorker *w = controller_->worker())
         if (const auto s = w->metricsSnapshot()) cuda = s->memory.cuda;
     auto *dlg = new SettingsDialog(
-        settings_->values(), QString::fromStdString(controller_->modelSummary().promptTemplate),
-        cuda, this);
+        settings_->values(), QString::fromStdString(controller_->modelSummary().promptTemplate), cuda, this);
     dlg->setAttribute(Qt::WA_DeleteOnClose);
     connect(dlg, &QDialog::accepted, this, [this, dlg] { settings_->setValues(dlg->values()); });
     dlg->open();

@@ -7,6 +7,7 @@
 
 class ChatController;
 class Composer;
+class ExampleGallery;
 class ConversationList;
 class ConversationStore;
 class MessageListView;
@@ -40,6 +41,7 @@ public:
     ConversationList *conversationList() const { return list_; }
     Settings *settings() const { return settings_; }
     QLabel *errorBanner() const { return banner_; }
+    ExampleGallery *exampleGallery() const { return gallery_; }
     QDockWidget *perfDock() const { return dock_; }
 
     // Opens the settings dialog (non-modal: the chat keeps working) and returns it.
@@ -48,6 +50,8 @@ public:
     void sendFromComposer();
     void editLastQuestion();
     void attachFiles(const QStringList &paths);
+    // Puts an example's image and question in the composer (the person sends it).
+    void useExample(const QString &imagePath, const QString &question);
 
 protected:
     void changeEvent(QEvent *e) override;
@@ -72,13 +76,15 @@ private:
     MessageListView *view_ = nullptr;
     Composer *composer_ = nullptr;
     PerfPanel *panel_ = nullptr;
+    ExampleGallery *gallery_ = nullptr;
+    QString lastExample_; // the question the last chosen example put in the composer
     QDockWidget *dock_ = nullptr;
     QLabel *banner_ = nullptr;
     QTimer *bannerTimer_ = nullptr;
     QLabel *modelLabel_ = nullptr;
     QProgressBar *progress_ = nullptr;
-    QAction *newChat_ = nullptr, *openImage_ = nullptr, *deleteChat_ = nullptr,
-            *settingsAction_ = nullptr, *stop_ = nullptr, *regenerate_ = nullptr,
-            *editLast_ = nullptr, *copyAnswer_ = nullptr, *pasteImage_ = nullptr;
+    QAction *newChat_ = nullptr, *openImage_ = nullptr, *deleteChat_ = nullptr, *settingsAction_ = nullptr,
+            *stop_ = nullptr, *regenerate_ = nullptr, *editLast_ = nullptr, *copyAnswer_ = nullptr,
+            *pasteImage_ = nullptr;
     bool closed_ = false;
 };

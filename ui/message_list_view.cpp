@@ -18,26 +18,35 @@ MessageListView::MessageListView(QWidget *parent) : QScrollArea(parent) {
     layout_ = new QVBoxLayout(content_);
     layout_->setContentsMargins(12, 12, 12, 12);
     layout_->setSpacing(10);
+    // What an empty conversation shows: how to start, and whatever was added (the examples).
+    emptyState_ = new QWidget(content_);
+    emptyLayout_ = new QVBoxLayout(emptyState_);
+    emptyLayout_->setContentsMargins(0, 0, 0, 0);
     placeholder_ = new QLabel(tr("Drop an image anywhere on the window, paste one, or open one "
                                  "with Ctrl+O — then ask about it.\nEnter sends, Shift+Enter "
                                  "starts a new line."),
-                              content_);
+                              emptyState_);
     placeholder_->setAlignment(Qt::AlignCenter);
     placeholder_->setForegroundRole(QPalette::PlaceholderText);
     placeholder_->setWordWrap(true);
-    layout_->addWidget(placeholder_);
+    emptyLayout_->addWidget(placeholder_);
+    layout_->addWidget(emptyState_);
     layout_->addStretch();
     setWidget(content_);
     // The first Markdown rendering loads the parser and the fixed-pitch font (tens of ms):
     // pay that now rather than while the first answer streams.
     markdownToHtml(QStringLiteral("*warm* `up`"), palette());
     // Follow new text only while the reader is at the bottom.
-    connect(verticalScrollBar(), &QScrollBar::valueChanged, this, [this](int v) {
-        following_ = v >= verticalScrollBar()->maximum() - 4;
-    });
+    connect(verticalScrollBar(), &QScrollBar::valueChanged, this,
+            [this](int v) { following_ = v >= verticalScrollBar()->maximum() - 4; });
     connect(verticalScrollBar(), &QScrollBar::rangeChanged, this, [this](int, int max) {
         if (following_) verticalScrollBar()->setValue(max);
     });
+}
+
+void MessageListView::addToEmptyState(QWidget *w) {
+    w->setParent(emptyState_);
+    emptyLayout_->addWidget(w);
 }
 
 void MessageListView::setModel(MessageModel *model) {
@@ -67,18 +76,18 @@ void MessageListView::rebuild() {
     widgets_.clear();
     following_ = true;
     if (model_ && model_->count() > 0) insertRows(0, model_->count() - 1);
-    placeholder_->setVisible(widgets_.isEmpty());
+    emptyState_->setVisible(widgets_.isEmpty());
 }
 
 void MessageListView::insertRows(int first, int last) {
     for (int r = first; r <= last; ++r) {
         auto *w = new MessageWidget(model_->at(r), groundingSourceFor(r), content_);
         connect(w, &MessageWidget::imageActivated, this, &MessageListView::imageActivated);
-        // Layout: [placeholder, message 0 .. n-1, stretch]
+        // Layout: [empty state, message 0 .. n-1, stretch]
         layout_->insertWidget(r + 1, w);
         widgets_.insert(r, w);
     }
-    placeholder_->setVisible(widgets_.isEmpty());
+    emptyState_->setVisible(widgets_.isEmpty());
     following_ = true;
     scrollToEndIfFollowing();
 }
@@ -89,7 +98,7 @@ void MessageListView::removeRows(int first, int last) {
         layout_->removeWidget(w);
         w->deleteLater();
     }
-    placeholder_->setVisible(widgets_.isEmpty());
+    emptyState_->setVisible(widgets_.isEmpty());
 }
 
 void MessageListView::updateRows(int first, int last) {

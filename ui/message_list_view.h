@@ -18,6 +18,8 @@ class MessageListView : public QScrollArea {
 public:
     explicit MessageListView(QWidget *parent = nullptr);
     void setModel(MessageModel *model);
+    // Shown under the how-to-start text while the conversation is empty.
+    void addToEmptyState(QWidget *w);
     MessageWidget *widgetAt(int row) const { return widgets_.value(row); }
     int widgetCount() const { return static_cast<int>(widgets_.size()); }
 
@@ -35,6 +37,8 @@ private:
     MessageModel *model_ = nullptr;
     QWidget *content_ = nullptr;
     QVBoxLayout *layout_ = nullptr;
+    QWidget *emptyState_ = nullptr;
+    QVBoxLayout *emptyLayout_ = nullptr;
     QLabel *placeholder_ = nullptr;
     QList<MessageWidget *> widgets_;
     bool following_ = true;

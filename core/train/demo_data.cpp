@@ -20,26 +20,31 @@ namespace {
 const char *kShapeNames[kShapes] = {"circle", "square", "triangle", "star"};
 const char *kShapePlural[kShapes] = {"circles", "squares", "triangles", "stars"};
 const char *kColorNames[kColors] = {"red", "green", "blue", "yellow", "orange", "purple", "white", "black"};
-const int kColorRgb[kColors][3] = {{220, 30, 30},  {30, 170, 50},  {30, 70, 230},   {245, 225, 20},
-                                   {255, 140, 0},  {140, 40, 190}, {250, 250, 250}, {10, 10, 10}};
+const int kColorRgb[kColors][3] = {{220, 30, 30}, {30, 170, 50},  {30, 70, 230},   {245, 225, 20},
+                                   {255, 140, 0}, {140, 40, 190}, {250, 250, 250}, {10, 10, 10}};
 const char *kSizeNames[kSizes] = {"small", "large"};
-const char *kCellPhrases[kCells] = {"at the top left", "at the top",    "at the top right",
-                                    "on the left",     "in the center", "on the right",
+const char *kCellPhrases[kCells] = {"at the top left",    "at the top",    "at the top right",
+                                    "on the left",        "in the center", "on the right",
                                     "at the bottom left", "at the bottom", "at the bottom right"};
-const int kBackgrounds[][3] = {{128, 128, 128}, {185, 185, 185}, {75, 75, 75},   {0, 110, 110},
-                               {225, 205, 165}, {240, 170, 190}, {110, 70, 35},  {110, 110, 30},
-                               {150, 185, 215}};
+const int kBackgrounds[][3] = {{128, 128, 128}, {185, 185, 185}, {75, 75, 75},
+                               {0, 110, 110},   {225, 205, 165}, {240, 170, 190},
+                               {110, 70, 35},   {110, 110, 30},  {150, 185, 215}};
 constexpr int kNumBackgrounds = sizeof(kBackgrounds) / sizeof(kBackgrounds[0]);
 const char *kNumbers[] = {"no", "one", "two", "three", "four"};
 const char *kOther[] = {"dog", "cat", "car", "tree", "house", "person", "bird", "flower"};
 constexpr double kPi = 3.14159265358979323846;
 
-template <size_t N> const char *pick(DemoRng &r, const char *const (&list)[N]) { return list[r.below(N)]; }
+template <size_t N> const char *pick(DemoRng &r, const char *const (&list)[N]) {
+    return list[r.below(N)];
+}
 
-std::string objectName(const SceneObject &o) { return std::string(kColorNames[o.color]) + " " + kShapeNames[o.shape]; }
+std::string objectName(const SceneObject &o) {
+    return std::string(kColorNames[o.color]) + " " + kShapeNames[o.shape];
+}
 
 bool uniqueShape(const Scene &s, const SceneObject &o) {
-    return std::count_if(s.objects.begin(), s.objects.end(), [&](auto &x) { return x.shape == o.shape; }) == 1;
+    return std::count_if(s.objects.begin(), s.objects.end(), [&](auto &x) { return x.shape == o.shape; }) ==
+           1;
 }
 bool uniqueKind(const Scene &s, const SceneObject &o) {
     return std::count_if(s.objects.begin(), s.objects.end(),
@@ -59,10 +64,18 @@ const char *typeName(QType t) {
     static const char *n[kTypes] = {"shape", "color", "count", "position", "exist", "describe", "followup"};
     return n[static_cast<int>(t)];
 }
-const char *shapeName(int s) { return kShapeNames[s]; }
-const char *colorName(int c) { return kColorNames[c]; }
-const char *sizeName(int s) { return kSizeNames[s]; }
-const char *cellPhrase(int c) { return kCellPhrases[c]; }
+const char *shapeName(int s) {
+    return kShapeNames[s];
+}
+const char *colorName(int c) {
+    return kColorNames[c];
+}
+const char *sizeName(int s) {
+    return kSizeNames[s];
+}
+const char *cellPhrase(int c) {
+    return kCellPhrases[c];
+}
 
 const SceneObject *Scene::at(int cell) const {
     for (const auto &o : objects)
@@ -77,7 +90,9 @@ uint64_t DemoRng::next() {
     return z ^ (z >> 31);
 }
 
-double DemoRng::uniform() { return static_cast<double>(next() >> 11) * (1.0 / 9007199254740992.0); }
+double DemoRng::uniform() {
+    return static_cast<double>(next() >> 11) * (1.0 / 9007199254740992.0);
+}
 
 double DemoRng::normal() { // Box-Muller
     const double u = std::max(uniform(), 1e-12), v = uniform();
@@ -111,7 +126,9 @@ RgbImage DemoGenerator::render(const Scene &scene, int size) {
         auto *row = img.ptr<cv::Vec3f>(y);
         for (int x = 0; x < size; ++x) {
             const double u = (x * std::cos(angle) + y * std::sin(angle)) / size;
-            const double t = texture == 0 ? 0 : texture == 1 ? amp * (u - 0.5) : 0.6 * amp * std::sin(2 * kPi * freq * u);
+            const double t = texture == 0   ? 0
+                             : texture == 1 ? amp * (u - 0.5)
+                                            : 0.6 * amp * std::sin(2 * kPi * freq * u);
             row[x] = cv::Vec3f(float(bg[0] + t), float(bg[1] + t), float(bg[2] + t));
         }
     }
@@ -123,7 +140,8 @@ RgbImage DemoGenerator::render(const Scene &scene, int size) {
         const double cy = (row + 0.5 + r.uniform(-0.05, 0.05)) * cell;
         const double rad = (o.size == 0 ? 0.20 : 0.32) * cell * r.uniform(0.92, 1.08);
         cv::Scalar color;
-        for (int c = 0; c < 3; ++c) color[c] = std::clamp(kColorRgb[o.color][c] + r.uniform(-20, 20), 0.0, 255.0);
+        for (int c = 0; c < 3; ++c)
+            color[c] = std::clamp(kColorRgb[o.color][c] + r.uniform(-20, 20), 0.0, 255.0);
         // Upright, as people draw them, with +-20 degrees of jitter (fully random rotation left
         // shape at ~60% per object after stage 1's first minutes: measured).
         const double th = (o.shape == 1 ? 0.0 : -kPi / 2) + r.uniform(-0.35, 0.35);
@@ -136,9 +154,16 @@ RgbImage DemoGenerator::render(const Scene &scene, int size) {
         const int n = o.shape == 1 ? 4 : o.shape == 2 ? 3 : 10;
         for (int i = 0; i < n; ++i) {
             double a, rr;
-            if (o.shape == 1) { a = th + i * kPi / 2 + kPi / 4; rr = rad * 1.15; }
-            else if (o.shape == 2) { a = th + i * 2 * kPi / 3; rr = rad * 1.25; }
-            else { a = th + i * kPi / 5; rr = i % 2 == 0 ? rad * 1.25 : rad * 0.5; }
+            if (o.shape == 1) {
+                a = th + i * kPi / 2 + kPi / 4;
+                rr = rad * 1.15;
+            } else if (o.shape == 2) {
+                a = th + i * 2 * kPi / 3;
+                rr = rad * 1.25;
+            } else {
+                a = th + i * kPi / 5;
+                rr = i % 2 == 0 ? rad * 1.25 : rad * 0.5;
+            }
             pts.emplace_back(int(std::lround((cx + rr * std::cos(a)) * scale)),
                              int(std::lround((cy + rr * std::sin(a)) * scale)));
         }
@@ -170,139 +195,149 @@ QType DemoGenerator::randomType() {
     return QType::FollowUp;
 }
 
+bool DemoGenerator::ask(const Scene &scene, QType type, std::vector<QaTurn> &turns) {
+    DemoRng &r = rng_;
+    const auto &objs = scene.objects;
+    const SceneObject &any = objs[r.below(int(objs.size()))];
+    auto ask = [&](std::string q, std::string a) { turns.push_back({std::move(q), std::move(a)}); };
+    switch (type) {
+    case QType::Shape: {
+        if (objs.size() == 1 && r.below(2) == 0) {
+            static const char *q[] = {"What shape is in the image?", "What shape do you see?",
+                                      "Which shape is in the picture?"};
+            ask(pick(r, q), std::string("It is a ") + kShapeNames[objs[0].shape] + ".");
+        } else {
+            const int cell = r.below(6) == 0 ? r.below(kCells) : any.cell;
+            const SceneObject *o = scene.at(cell);
+            const std::string q = r.below(2) ? std::string("What shape is ") + kCellPhrases[cell] + "?"
+                                             : std::string("What is the shape ") + kCellPhrases[cell] + "?";
+            ask(q, o ? std::string("It is a ") + kShapeNames[o->shape] + "."
+                     : std::string("There is nothing ") + kCellPhrases[cell] + ".");
+        }
+        break;
+    }
+    case QType::Color: {
+        if (r.below(2) == 0) {
+            if (!uniqueShape(scene, any)) return false;
+            const std::string n = kShapeNames[any.shape];
+            static const char *q[] = {"What color is the %?", "What is the color of the %?",
+                                      "Which color does the % have?"};
+            std::string t = pick(r, q);
+            t.replace(t.find('%'), 1, n);
+            ask(t, std::string("It is ") + kColorNames[any.color] + ".");
+        } else {
+            ask(std::string("What color is the shape ") + kCellPhrases[any.cell] + "?",
+                std::string("It is ") + kColorNames[any.color] + ".");
+        }
+        break;
+    }
+    case QType::Count: {
+        if (r.below(2) == 0) {
+            static const char *q[] = {"How many shapes are there?", "How many objects are in the image?",
+                                      "Count the shapes."};
+            ask(pick(r, q), countAnswer(int(objs.size()), -1));
+        } else {
+            const int sh = r.below(kShapes);
+            const int k =
+                int(std::count_if(objs.begin(), objs.end(), [&](auto &o) { return o.shape == sh; }));
+            const std::string q = r.below(2) ? std::string("How many ") + kShapePlural[sh] + " are there?"
+                                             : std::string("How many ") + kShapePlural[sh] + " do you see?";
+            ask(q, countAnswer(k, sh));
+        }
+        break;
+    }
+    case QType::Position: {
+        if (!uniqueKind(scene, any)) return false;
+        static const char *q[] = {"Where is the %?", "Where is the % located?",
+                                  "What is the position of the %?"};
+        std::string t = pick(r, q);
+        t.replace(t.find('%'), 1, objectName(any));
+        ask(t, std::string("It is ") + kCellPhrases[any.cell] + ".");
+        break;
+    }
+    case QType::Exist: {
+        static const char *q[] = {"Is there a %?", "Is there a % in the image?", "Do you see a %?"};
+        std::string t = pick(r, q), what, answer;
+        const int kind = r.below(10);
+        if (kind < 2) { // unanswerable from the scene vocabulary
+            what = pick(r, kOther);
+            answer = "No, there is no " + what + ".";
+        } else if (kind < 6) {
+            what = r.below(4) == 0 ? std::string(kShapeNames[any.shape]) : objectName(any);
+            answer = "Yes, there is a " + what + ".";
+        } else { // hard negatives: share the colour or the shape of a present object
+            SceneObject o = any;
+            bool shapeOnly = false;
+            for (int tries = 0;; ++tries) {
+                o = any;
+                shapeOnly = r.below(5) == 0;
+                if (shapeOnly)
+                    o.shape = r.below(kShapes);
+                else if (r.below(2))
+                    o.color = r.below(kColors);
+                else
+                    o.shape = r.below(kShapes);
+                const bool present = std::any_of(objs.begin(), objs.end(), [&](auto &x) {
+                    return x.shape == o.shape && (shapeOnly || x.color == o.color);
+                });
+                if (!present) break;
+            }
+            what = shapeOnly ? std::string(kShapeNames[o.shape]) : objectName(o);
+            answer = "No, there is no " + what + ".";
+        }
+        t.replace(t.find('%'), 1, what);
+        ask(t, answer);
+        break;
+    }
+    case QType::Describe: {
+        static const char *q[] = {"Describe the image.", "What is in the image?",
+                                  "Describe the picture in detail."};
+        std::string a = "There is ";
+        for (size_t i = 0; i < objs.size(); ++i) {
+            if (i) a += i + 1 == objs.size() ? " and " : ", ";
+            a += std::string("a ") + kSizeNames[objs[i].size] + " " + objectName(objs[i]) + " " +
+                 kCellPhrases[objs[i].cell];
+        }
+        ask(pick(r, q), a + ".");
+        break;
+    }
+    case QType::FollowUp: {
+        const int kind = r.below(4);
+        const std::string where = std::string("It is ") + kCellPhrases[any.cell] + ".";
+        if (kind == 0) {
+            ask(std::string("What shape is ") + kCellPhrases[any.cell] + "?",
+                std::string("It is a ") + kShapeNames[any.shape] + ".");
+            ask(r.below(2) ? "And what color is it?" : "What color is it?",
+                std::string("It is ") + kColorNames[any.color] + ".");
+        } else if (kind == 1) {
+            if (!uniqueKind(scene, any)) return false;
+            ask("Is there a " + objectName(any) + "?", "Yes, there is a " + objectName(any) + ".");
+            ask(r.below(2) ? "Where is it?" : "And where is it?", where);
+        } else if (kind == 2) {
+            if (!uniqueShape(scene, any)) return false;
+            ask(std::string("What color is the ") + kShapeNames[any.shape] + "?",
+                std::string("It is ") + kColorNames[any.color] + ".");
+            ask(r.below(2) ? "And where is it?" : "Where is it?", where);
+        } else {
+            if (!uniqueKind(scene, any)) return false;
+            ask("Where is the " + objectName(any) + "?", where);
+            ask(r.below(2) ? "And what size is it?" : "How big is it?",
+                std::string("It is ") + kSizeNames[any.size] + ".");
+        }
+        break;
+    }
+    }
+    return true;
+}
+
 DemoSample DemoGenerator::sample(QType type, int renderSize) {
     DemoRng &r = rng_;
     DemoSample s;
     s.type = type;
-    for (;;) {
+    do {
         s.scene = randomScene(1 + r.below(4));
         s.turns.clear();
-        const auto &objs = s.scene.objects;
-        const SceneObject &any = objs[r.below(int(objs.size()))];
-        auto ask = [&](std::string q, std::string a) { s.turns.push_back({std::move(q), std::move(a)}); };
-        switch (type) {
-        case QType::Shape: {
-            if (objs.size() == 1 && r.below(2) == 0) {
-                static const char *q[] = {"What shape is in the image?", "What shape do you see?",
-                                          "Which shape is in the picture?"};
-                ask(pick(r, q), std::string("It is a ") + kShapeNames[objs[0].shape] + ".");
-            } else {
-                const int cell = r.below(6) == 0 ? r.below(kCells) : any.cell;
-                const SceneObject *o = s.scene.at(cell);
-                const std::string q = r.below(2) ? std::string("What shape is ") + kCellPhrases[cell] + "?"
-                                                 : std::string("What is the shape ") + kCellPhrases[cell] + "?";
-                ask(q, o ? std::string("It is a ") + kShapeNames[o->shape] + "."
-                         : std::string("There is nothing ") + kCellPhrases[cell] + ".");
-            }
-            break;
-        }
-        case QType::Color: {
-            if (r.below(2) == 0) {
-                if (!uniqueShape(s.scene, any)) continue;
-                const std::string n = kShapeNames[any.shape];
-                static const char *q[] = {"What color is the %?", "What is the color of the %?",
-                                          "Which color does the % have?"};
-                std::string t = pick(r, q);
-                t.replace(t.find('%'), 1, n);
-                ask(t, std::string("It is ") + kColorNames[any.color] + ".");
-            } else {
-                ask(std::string("What color is the shape ") + kCellPhrases[any.cell] + "?",
-                    std::string("It is ") + kColorNames[any.color] + ".");
-            }
-            break;
-        }
-        case QType::Count: {
-            if (r.below(2) == 0) {
-                static const char *q[] = {"How many shapes are there?", "How many objects are in the image?",
-                                          "Count the shapes."};
-                ask(pick(r, q), countAnswer(int(objs.size()), -1));
-            } else {
-                const int sh = r.below(kShapes);
-                const int k = int(std::count_if(objs.begin(), objs.end(), [&](auto &o) { return o.shape == sh; }));
-                const std::string q = r.below(2) ? std::string("How many ") + kShapePlural[sh] + " are there?"
-                                                 : std::string("How many ") + kShapePlural[sh] + " do you see?";
-                ask(q, countAnswer(k, sh));
-            }
-            break;
-        }
-        case QType::Position: {
-            if (!uniqueKind(s.scene, any)) continue;
-            static const char *q[] = {"Where is the %?", "Where is the % located?", "What is the position of the %?"};
-            std::string t = pick(r, q);
-            t.replace(t.find('%'), 1, objectName(any));
-            ask(t, std::string("It is ") + kCellPhrases[any.cell] + ".");
-            break;
-        }
-        case QType::Exist: {
-            static const char *q[] = {"Is there a %?", "Is there a % in the image?", "Do you see a %?"};
-            std::string t = pick(r, q), what, answer;
-            const int kind = r.below(10);
-            if (kind < 2) { // unanswerable from the scene vocabulary
-                what = pick(r, kOther);
-                answer = "No, there is no " + what + ".";
-            } else if (kind < 6) {
-                what = r.below(4) == 0 ? std::string(kShapeNames[any.shape]) : objectName(any);
-                answer = "Yes, there is a " + what + ".";
-            } else { // hard negatives: share the colour or the shape of a present object
-                SceneObject o = any;
-                bool shapeOnly = false;
-                for (int tries = 0;; ++tries) {
-                    o = any;
-                    shapeOnly = r.below(5) == 0;
-                    if (shapeOnly) o.shape = r.below(kShapes);
-                    else if (r.below(2)) o.color = r.below(kColors);
-                    else o.shape = r.below(kShapes);
-                    const bool present = std::any_of(objs.begin(), objs.end(), [&](auto &x) {
-                        return x.shape == o.shape && (shapeOnly || x.color == o.color);
-                    });
-                    if (!present) break;
-                }
-                what = shapeOnly ? std::string(kShapeNames[o.shape]) : objectName(o);
-                answer = "No, there is no " + what + ".";
-            }
-            t.replace(t.find('%'), 1, what);
-            ask(t, answer);
-            break;
-        }
-        case QType::Describe: {
-            static const char *q[] = {"Describe the image.", "What is in the image?", "Describe the picture in detail."};
-            std::string a = "There is ";
-            for (size_t i = 0; i < objs.size(); ++i) {
-                if (i) a += i + 1 == objs.size() ? " and " : ", ";
-                a += std::string("a ") + kSizeNames[objs[i].size] + " " + objectName(objs[i]) + " " +
-                     kCellPhrases[objs[i].cell];
-            }
-            ask(pick(r, q), a + ".");
-            break;
-        }
-        case QType::FollowUp: {
-            const int kind = r.below(4);
-            const std::string where = std::string("It is ") + kCellPhrases[any.cell] + ".";
-            if (kind == 0) {
-                ask(std::string("What shape is ") + kCellPhrases[any.cell] + "?",
-                    std::string("It is a ") + kShapeNames[any.shape] + ".");
-                ask(r.below(2) ? "And what color is it?" : "What color is it?",
-                    std::string("It is ") + kColorNames[any.color] + ".");
-            } else if (kind == 1) {
-                if (!uniqueKind(s.scene, any)) continue;
-                ask("Is there a " + objectName(any) + "?", "Yes, there is a " + objectName(any) + ".");
-                ask(r.below(2) ? "Where is it?" : "And where is it?", where);
-            } else if (kind == 2) {
-                if (!uniqueShape(s.scene, any)) continue;
-                ask(std::string("What color is the ") + kShapeNames[any.shape] + "?",
-                    std::string("It is ") + kColorNames[any.color] + ".");
-                ask(r.below(2) ? "And where is it?" : "Where is it?", where);
-            } else {
-                if (!uniqueKind(s.scene, any)) continue;
-                ask("Where is the " + objectName(any) + "?", where);
-                ask(r.below(2) ? "And what size is it?" : "How big is it?",
-                    std::string("It is ") + kSizeNames[any.size] + ".");
-            }
-            break;
-        }
-        }
-        break;
-    }
+    } while (!ask(s.scene, type, s.turns));
     if (renderSize < 0) return s;
     if (renderSize == 0) {
         const int u = r.below(20);

@@ -60,6 +60,9 @@ public:
     // A sample of the given type; renderSize 0 picks one of 96/192/288 px so that training
     // also sees the downsampling path a large user image takes.
     DemoSample sample(QType type, int renderSize = 0);
+    // Appends a question of `type` about `scene` (two turns for FollowUp); false, with
+    // nothing appended, when the scene cannot pose it (e.g. the colour of "the circle" of two).
+    bool ask(const Scene &scene, QType type, std::vector<QaTurn> &turns);
     // Training mix (describe and follow-ups weigh more: longer answers).
     QType randomType();
     DemoRng &rng() { return rng_; }

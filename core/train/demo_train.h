@@ -16,19 +16,24 @@ namespace mgd::demo {
 ModelConfig demoModelConfig(int vocabSize);
 
 struct TrainOptions {
-    std::string out;                  // final model folder; checkpoints in out/ckpt
+    std::string out; // final model folder; checkpoints in out/ckpt
     uint64_t seed = 1;
-    double minutes = 45;              // training budget (both stages, evaluation excluded)
-    double stage1Share = 0.35;        // of the budget
+    double minutes = 45;       // training budget (both stages, evaluation excluded)
+    double stage1Share = 0.35; // of the budget
     int batch1 = 64, batch2 = 32;
     double lr1 = 2e-3, lr2 = 1.5e-3;
     double evalEverySeconds = 300;
     int evalQuestions = 70;
     double checkpointEverySeconds = 120;
     int vocabSize = 700;
-    // Intra-op threads. 1: with a second thread making the batches that fills 2 cores, and
-    // measured 11x faster than 2 OpenMP threads on a shared, loaded machine (small ops).
+    int seqTokens = 144;        // stage 2: more questions on one image up to this length (0: one)
+    bool restartStage2 = false; // keep a finished stage 1, train stage 2 again from scratch
+    bool alignStart = true;     // stage 2 starts with image tokens made of word embeddings
+    // Intra-op threads per worker. 1: measured 11x faster than 2 OpenMP threads on a shared,
+    // loaded machine (small ops).
     int threads = 1;
+    // Each step's batch is split over this many threads (data parallel, one gradient).
+    int workers = 2;
 };
 
 // Returns 0 on success. Resumes from out/ckpt when it exists.

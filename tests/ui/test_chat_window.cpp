@@ -20,6 +20,7 @@
 #include "tests/ui/ui_test_support.h"
 #include "ui/conversation_list.h"
 #include "ui/conversation_store.h"
+#include "ui/example_gallery.h"
 #include "ui/message_list_view.h"
 #include "ui/message_widget.h"
 #include "ui/perf_panel.h"
@@ -34,7 +35,9 @@ QByteArray fileBytes(const QString &path) {
     return f.open(QIODevice::ReadOnly) ? f.readAll() : QByteArray();
 }
 
-QAction *action(ChatWindow &w, const char *name) { return w.findChild<QAction *>(name); }
+QAction *action(ChatWindow &w, const char *name) {
+    return w.findChild<QAction *>(name);
+}
 
 QStringList texts(const MessageModel &m) {
     QStringList out;
@@ -76,8 +79,7 @@ private slots:
         QCOMPARE(w->composer()->pendingImages()[0].label, QStringLiteral("image.png"));
         QCOMPARE(w->composer()->pendingImages()[0].bytes, fileBytes(kImage));
         // Several per message, in one drop or more; a pending one can be removed.
-        const QString red = makePng(dir, "red.png", Qt::red),
-                      blue = makePng(dir, "blue.png", Qt::blue);
+        const QString red = makePng(dir, "red.png", Qt::red), blue = makePng(dir, "blue.png", Qt::blue);
         dropFiles(w->composer()->edit()->viewport(), {red, blue});
         QCOMPARE(w->composer()->pendingImages().size(), 3);
         auto *remove = w->composer()->findChild<QToolButton *>("removePending1");
@@ -93,6 +95,73 @@ private slots:
         QCOMPARE(w->composer()->pendingImages().size(), 3);
         QCOMPARE(w->composer()->pendingImages()[2].label, QStringLiteral("pasted image"));
         QVERIFY(w->composer()->edit()->toPlainText().isEmpty());
+    }
+
+    // The model folder's examples/ are offered while the conversation is empty; choosing one
+    // fills the composer with its image and question.
+    void examplesFillTheComposer() {
+        QTemporaryDir dir;
+        writeSettings(dir, 8);
+        // A copy of the tiny model with two examples (and a listed one whose file is missing).
+        const QString model = dir.filePath("model");
+        QDir().mkpath(model + "/examples");
+        for (const QString &f :
+             QDir(kModel).entryList({"config.json", "tokenizer.model", "weights.safetensors"}))
+            QVERIFY(QFile::copy(kModel + "/" + f, model + "/" + f));
+        QVERIFY(QFile::copy(kImage, model + "/examples/one.png"));
+        QVERIFY(QImage(kImage).mirrored().save(model + "/examples/two.png"));
+        QFile list(model + "/examples/examples.json");
+        QVERIFY(list.open(QIODevice::WriteOnly));
+        list.write(R"([{"image": "one.png", "question": "What shape is at the top left?"},
+                       {"image": "gone.png", "question": "Lost?"},
+                       {"image": "two.png", "question": "Describe the image."}])");
+        list.close();
+        Settings s(dir.filePath("settings.ini"));
+        SettingsValues v = s.values();
+        v.modelDir = model;
+        s.setValues(v);
+
+        auto w = openWindow(dir);
+        QVERIFY(waitReady(*w));
+        ExampleGallery *g = w->exampleGallery();
+        QTRY_VERIFY(g->isVisible());
+        const QList<QToolButton *> buttons = g->findChildren<QToolButton *>();
+        QCOMPARE(buttons.size(), 2);
+        QCOMPARE(buttons[0]->toolTip(), QStringLiteral("What shape is at the top left?"));
+        QVERIFY(!buttons[0]->icon().isNull());
+
+        QTest::mouseClick(buttons[0], Qt::LeftButton);
+        QCOMPARE(w->composer()->pendingImages().size(), 1);
+        QCOMPARE(w->composer()->pendingImages()[0].label, QStringLiteral("one.png"));
+        QCOMPARE(w->composer()->text(), QStringLiteral("What shape is at the top left?"));
+        // Another example replaces the first one's image and question...
+        QTest::mouseClick(buttons[1], Qt::LeftButton);
+        QCOMPARE(w->composer()->pendingImages().size(), 1);
+        QCOMPARE(w->composer()->pendingImages()[0].label, QStringLiteral("two.png"));
+        QCOMPARE(w->composer()->text(), QStringLiteral("Describe the image."));
+        // ...but never what the person typed.
+        w->composer()->setText(QStringLiteral("my own question"));
+        QTest::mouseClick(buttons[0], Qt::LeftButton);
+        QCOMPARE(w->composer()->pendingImages().size(), 2);
+        QCOMPARE(w->composer()->text(), QStringLiteral("my own question"));
+
+        // Sent through the real path; the examples give way to the conversation.
+        QSignalSpy done(w->controller(), &ChatController::turnCompleted);
+        w->sendFromComposer();
+        QVERIFY(done.wait(30000));
+        QCOMPARE(w->controller()->messages()->at(0).images.size(), 2);
+        QVERIFY(!g->isVisible());
+        w->controller()->newChat();
+        QTRY_VERIFY(g->isVisible());
+
+        // A folder without examples/ (the fixture) or with a broken list.
+        QCOMPARE(loadExamples(kModel).size(), 0);
+        QVERIFY(list.open(QIODevice::WriteOnly | QIODevice::Truncate));
+        list.write("{not json");
+        list.close();
+        const QList<ExampleItem> plain = loadExamples(model);
+        QCOMPARE(plain.size(), 2); // every image, with a default question
+        QCOMPARE(plain[0].question, QStringLiteral("Describe the image."));
     }
 
     void enterStreamsAnswerIntoView() {
@@ -147,8 +216,11 @@ private slots:
         QVERIFY(stats->text().contains("TTFT"));
         QVERIFY(stats->text().contains("tok/s"));
         QVERIFY(stats->text().contains("image features: 1 cache miss"));
-        QVERIFY(w->messageView()->widgetAt(0)->findChild<QLabel *>("messageBody")->text().contains(
-            "What is in this image?"));
+        QVERIFY(w->messageView()
+                    ->widgetAt(0)
+                    ->findChild<QLabel *>("messageBody")
+                    ->text()
+                    .contains("What is in this image?"));
         action(*w, "actionCopyAnswer")->trigger();
         QCOMPARE(QApplication::clipboard()->text(), answer.text);
     }
@@ -173,19 +245,16 @@ private slots:
         const auto snap = w->controller()->worker()->metricsSnapshot();
         QVERIFY(snap);
         QVERIFY(snap->hitRates.at("feature").hits >= 1);
-        QVERIFY(w->messageView()->widgetAt(3)->findChild<QLabel *>("messageStats")->text().contains(
-            "cache hit"));
+        QVERIFY(
+            w->messageView()->widgetAt(3)->findChild<QLabel *>("messageStats")->text().contains("cache hit"));
 
         // The panel's timer picks it up: the feature series gets a point above zero.
         PerfPanel *panel = w->perfPanel();
-        QTRY_VERIFY_WITH_TIMEOUT(panel->series("hit_rate", "feature") &&
-                                     panel->series("hit_rate", "feature")->count() > 0,
-                                 3000);
-        QTRY_VERIFY_WITH_TIMEOUT(panel->series("hit_rate", "feature")->points().last().y() > 0,
-                                 3000);
-        QTRY_VERIFY_WITH_TIMEOUT(panel->series("latency", "TTFT") &&
-                                     panel->series("latency", "TTFT")->count() >= 1,
-                                 3000);
+        QTRY_VERIFY_WITH_TIMEOUT(
+            panel->series("hit_rate", "feature") && panel->series("hit_rate", "feature")->count() > 0, 3000);
+        QTRY_VERIFY_WITH_TIMEOUT(panel->series("hit_rate", "feature")->points().last().y() > 0, 3000);
+        QTRY_VERIFY_WITH_TIMEOUT(
+            panel->series("latency", "TTFT") && panel->series("latency", "TTFT")->count() >= 1, 3000);
         QVERIFY(panel->series("memory", "process RSS")->count() > 0);
 
         // The time window sets the charts' x range.
@@ -345,10 +414,8 @@ private slots:
             QCOMPARE(v.engine.memoryPoolBytes, uint64_t{48} << 20);
             // Applied to the running engine without a restart: the pool was rebuilt at 48 MiB.
             QTRY_VERIFY_WITH_TIMEOUT(
-                w->controller()->worker()->metricsSnapshot()->memory.poolCapacityBytes >
-                        (40ull << 20) &&
-                    w->controller()->worker()->metricsSnapshot()->memory.poolCapacityBytes <=
-                        (48ull << 20),
+                w->controller()->worker()->metricsSnapshot()->memory.poolCapacityBytes > (40ull << 20) &&
+                    w->controller()->worker()->metricsSnapshot()->memory.poolCapacityBytes <= (48ull << 20),
                 5000);
             QVERIFY(w->close());
         }
@@ -365,8 +432,7 @@ private slots:
         QCOMPARE(v.engine.responseCache, false);
         QCOMPARE(v.engine.memoryPoolBytes, uint64_t{48} << 20);
         QCOMPARE(QString::fromStdString(v.engine.systemPrompt), QString("Answer in one word."));
-        QVERIFY(w->controller()->worker()->metricsSnapshot()->memory.poolCapacityBytes <=
-                (48ull << 20));
+        QVERIFY(w->controller()->worker()->metricsSnapshot()->memory.poolCapacityBytes <= (48ull << 20));
         // The dialog shows them too.
         action(*w, "actionSettings")->trigger();
         auto *dlg = w->findChild<SettingsDialog *>();
@@ -533,8 +599,7 @@ private slots:
         QVERIFY(w->controller()->send("What is this?", {bad}));
         QVERIFY(waitIdle(*w));
         QCOMPARE(failed.size(), 1);
-        QVERIFY2(w->errorBanner()->text().contains("half.png"),
-                 qPrintable(w->errorBanner()->text()));
+        QVERIFY2(w->errorBanner()->text().contains("half.png"), qPrintable(w->errorBanner()->text()));
         QCOMPARE(w->controller()->messages()->count(), 0);
         QCOMPARE(w->composer()->text(), QStringLiteral("What is this?"));
         QCOMPARE(w->composer()->pendingImages().size(), 1);

@@ -13,21 +13,29 @@ using namespace mgd::demo;
 
 namespace {
 
-std::string name(const SceneObject &o) { return std::string(colorName(o.color)) + " " + shapeName(o.shape); }
+std::string name(const SceneObject &o) {
+    return std::string(colorName(o.color)) + " " + shapeName(o.shape);
+}
 
-bool contains(const std::string &s, const std::string &part) { return s.find(part) != std::string::npos; }
+bool contains(const std::string &s, const std::string &part) {
+    return s.find(part) != std::string::npos;
+}
 
 // The pixel at a cell's centre lies inside every shape (all are star-convex about it).
 void checkPixels(const DemoSample &s) {
-    static const int rgb[kColors][3] = {{220, 30, 30},  {30, 170, 50},  {30, 70, 230},   {245, 225, 20},
-                                        {255, 140, 0},  {140, 40, 190}, {250, 250, 250}, {10, 10, 10}};
+    static const int rgb[kColors][3] = {{220, 30, 30}, {30, 170, 50},  {30, 70, 230},   {245, 225, 20},
+                                        {255, 140, 0}, {140, 40, 190}, {250, 250, 250}, {10, 10, 10}};
     const int n = s.image.width;
     for (const auto &o : s.scene.objects) {
         const int x = int((o.cell % 3 + 0.5) * n / 3), y = int((o.cell / 3 + 0.5) * n / 3);
         const uint8_t *p = &s.image.rgb[(size_t(y) * n + x) * 3];
         for (int c = 0; c < 3; ++c)
             QVERIFY2(std::abs(int(p[c]) - rgb[o.color][c]) <= 45,
-                     qPrintable(QString("%1 at cell %2: channel %3 is %4").arg(name(o).c_str()).arg(o.cell).arg(c).arg(p[c])));
+                     qPrintable(QString("%1 at cell %2: channel %3 is %4")
+                                    .arg(name(o).c_str())
+                                    .arg(o.cell)
+                                    .arg(c)
+                                    .arg(p[c])));
     }
 }
 
@@ -72,7 +80,8 @@ private slots:
                         ok = a == (o ? std::string("It is a ") + shapeName(o->shape) + "."
                                      : std::string("There is nothing ") + cellPhrase(cell) + ".");
                     }
-                if (objs.size() == 1 && !ok) ok = a == std::string("It is a ") + shapeName(objs[0].shape) + ".";
+                if (objs.size() == 1 && !ok)
+                    ok = a == std::string("It is a ") + shapeName(objs[0].shape) + ".";
                 QVERIFY2(ok, (q + " -> " + a).c_str());
                 break;
             }
@@ -81,14 +90,16 @@ private slots:
                 int k = int(objs.size());
                 for (int sh = 0; sh < kShapes; ++sh)
                     if (contains(q, std::string(shapeName(sh)) + "s "))
-                        k = int(std::count_if(objs.begin(), objs.end(), [&](auto &o) { return o.shape == sh; }));
+                        k = int(
+                            std::count_if(objs.begin(), objs.end(), [&](auto &o) { return o.shape == sh; }));
                 QVERIFY2(contains(a, std::string(" ") + num[k] + " "), (q + " -> " + a).c_str());
                 break;
             }
             case QType::Exist: {
                 bool present = false, known = false;
                 for (const auto &o : objs) {
-                    present = present || contains(q, " " + name(o) + "?") || contains(q, " " + name(o) + " in") ||
+                    present = present || contains(q, " " + name(o) + "?") ||
+                              contains(q, " " + name(o) + " in") ||
                               contains(q, std::string("a ") + shapeName(o.shape) + "?") ||
                               contains(q, std::string("a ") + shapeName(o.shape) + " in");
                 }
@@ -101,7 +112,8 @@ private slots:
                 std::string d = "There is ";
                 for (size_t k = 0; k < objs.size(); ++k) {
                     if (k) d += k + 1 == objs.size() ? " and " : ", ";
-                    d += std::string("a ") + sizeName(objs[k].size) + " " + name(objs[k]) + " " + cellPhrase(objs[k].cell);
+                    d += std::string("a ") + sizeName(objs[k].size) + " " + name(objs[k]) + " " +
+                         cellPhrase(objs[k].cell);
                 }
                 QCOMPARE(a, d + ".");
                 break;
@@ -119,7 +131,8 @@ private slots:
                         }
                 if (t == QType::Color) {
                     bool ok = false;
-                    for (const auto &o : objs) ok = ok || a == std::string("It is ") + colorName(o.color) + ".";
+                    for (const auto &o : objs)
+                        ok = ok || a == std::string("It is ") + colorName(o.color) + ".";
                     QVERIFY2(ok, (q + " -> " + a).c_str());
                 }
                 break;
@@ -127,6 +140,30 @@ private slots:
             }
         }
         QVERIFY(questions.size() > 60); // natural variety
+    }
+
+    // The trainer packs several questions about one image into a sequence through ask().
+    void askAppendsOrLeavesTurnsAlone() {
+        DemoGenerator g(5);
+        int asked = 0, refused = 0;
+        for (int i = 0; i < 700; ++i) {
+            const Scene scene = g.randomScene(1 + i % 4);
+            const QType t = QType(i % kTypes);
+            std::vector<QaTurn> turns{{"What shape do you see?", "It is a circle."}};
+            if (!g.ask(scene, t, turns)) {
+                ++refused;
+                QCOMPARE(turns.size(), size_t(1));
+                continue;
+            }
+            ++asked;
+            QCOMPARE(turns.size(), size_t(t == QType::FollowUp ? 3 : 2));
+            QCOMPARE(turns[0].answer, std::string("It is a circle."));
+            for (size_t k = 1; k < turns.size(); ++k)
+                QVERIFY(!turns[k].question.empty() && !turns[k].answer.empty());
+        }
+        // Some types cannot be asked of every scene ("the circle" of two circles).
+        QVERIFY(refused > 0);
+        QVERIFY(asked > 500);
     }
 };
 
