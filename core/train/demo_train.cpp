@@ -531,6 +531,24 @@ std::string probe(const MiniGptModel &m, const AuxHeads &aux, uint64_t seed, int
     return buf;
 }
 
+// Fresh-model initialisation of the language half, scaled for its width: GPT's 0.02 suits
+// d = 768 but leaves a 128-wide model's attention logits ~0 at the start, and attention then
+// takes long to learn where to look. Xavier for the linears, unit-variance embeddings (every
+// block input is RMS-normalised anyway).
+void initLanguage(const MiniGptModel &m, uint64_t seed) {
+    at::NoGradGuard ng;
+    at::manual_seed(seed + 2);
+    for (auto &[name, t] : m.languageParameters()) {
+        if (t.dim() != 2) continue;
+        if (endsWith(name, "embed_tokens.weight")) {
+            t.normal_(0.0, 1.0);
+        } else {
+            const double a = std::sqrt(6.0 / double(t.size(0) + t.size(1)));
+            t.uniform_(-a, a);
+        }
+    }
+}
+
 // Stage-2 starting point: llama_proj fitted by least squares so that each image token starts as
 // the sum of the word embeddings naming its cell ("large", "red", "circle", "at the top left";
 // "nothing" for an empty cell), and lm_head starting as a copy of the embeddings. The LLaMA then
@@ -574,7 +592,8 @@ std::string alignLanguageStart(const MiniGptModel &m, uint64_t seed, int scenes)
     const int64_t in = q.size(1);
     param(lang, "llama_proj.weight").copy_(W.narrow(0, 0, in).t());
     param(lang, "llama_proj.bias").copy_(W[in]);
-    param(lang, "llama_model.lm_head.weight").copy_(emb);
+    // Scaled so that the first logits are ~N(0, 1), not sharp.
+    param(lang, "llama_model.lm_head.weight").copy_(emb / emb.pow(2).sum(1, true).sqrt().mean());
     char buf[96];
     std::snprintf(buf, sizeof buf, "llama_proj fitted to word embeddings on %d scenes: R^2 %.3f", scenes, r2);
     return buf;
@@ -852,6 +871,7 @@ int trainDemo(const TrainOptions &o) {
         }
         double lastCk = st.seconds, lastEval = st.seconds, lastLog = st.seconds, ema = -1;
         std::future<Batch2> next;
+        if (st.step == 0 && o.llmInit == "xavier") initLanguage(m, o.seed);
         if (st.step == 0 && o.alignStart)
             std::printf("[stage 2] %s\n", alignLanguageStart(m, o.seed, 600).c_str());
         std::printf("[stage 2] projector + LLaMA on Q&A (vision frozen), %.1f min budget\n", b2 / 60);
@@ -973,7 +993,7 @@ int trainDemoMain(int argc, char **argv) {
     const Args a =
         parseArgs(argc, argv,
                   {"--out", "--seed", "--minutes", "--stage1-share", "--eval-every", "--threads", "--vocab",
-                   "--lr1", "--lr2", "--batch1", "--batch2", "--seq-tokens", "--workers"},
+                   "--lr1", "--lr2", "--batch1", "--batch2", "--seq-tokens", "--workers", "--llm-init"},
                   {"--restart-stage2", "--no-align"});
     TrainOptions o;
     o.out = a.get("--out", "");
@@ -990,6 +1010,8 @@ int trainDemoMain(int argc, char **argv) {
     o.seqTokens = std::max(0, int(a.num("--seq-tokens", o.seqTokens)));
     o.restartStage2 = a.kv.count("--restart-stage2") > 0;
     o.alignStart = a.kv.count("--no-align") == 0;
+    o.llmInit = a.get("--llm-init", o.llmInit);
+    if (o.llmInit != "xavier" && o.llmInit != "gpt") throw Error("--llm-init: xavier or gpt");
     o.workers = std::clamp(int(a.num("--workers", o.workers)), 1, 64);
     return trainDemo(o);
 }

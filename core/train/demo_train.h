@@ -26,9 +26,10 @@ struct TrainOptions {
     int evalQuestions = 70;
     double checkpointEverySeconds = 120;
     int vocabSize = 700;
-    int seqTokens = 144;        // stage 2: more questions on one image up to this length (0: one)
-    bool restartStage2 = false; // keep a finished stage 1, train stage 2 again from scratch
-    bool alignStart = true;     // stage 2 starts with image tokens made of word embeddings
+    int seqTokens = 144;            // stage 2: more questions on one image up to this length (0: one)
+    bool restartStage2 = false;     // keep a finished stage 1, train stage 2 again from scratch
+    std::string llmInit = "xavier"; // or "gpt" (normal 0.02 everywhere)
+    bool alignStart = true;         // stage 2 starts with image tokens made of word embeddings
     // Intra-op threads per worker. 1: measured 11x faster than 2 OpenMP threads on a shared,
     // loaded machine (small ops).
     int threads = 1;
