@@ -631,7 +631,7 @@ void writeExamples(const std::string &dir, uint64_t seed) {
 } // namespace
 
 // ---------------------------------------------------------------- public
-ModelConfig demoModelConfig(int vocabSize) {
+ModelConfig demoModelConfig(int vocabSize, int llmLayers) {
     ModelConfig c;
     c.name = "minigpt-desk-demo";
     c.arch = Architecture::MiniGPT4;
@@ -641,7 +641,7 @@ ModelConfig demoModelConfig(int vocabSize) {
     c.llm.vocabSize = vocabSize;
     c.llm.hidden = 128;
     c.llm.intermediate = 384;
-    c.llm.layers = 3;
+    c.llm.layers = llmLayers;
     c.llm.heads = 4;
     c.llm.kvHeads = 4;
     c.llm.rmsEps = 1e-6;
@@ -732,26 +732,32 @@ int trainDemo(const TrainOptions &o) {
         std::printf("[resume] stage %d, step %lld, %.0f s into the stage\n", st.stage, (long long)st.step,
                     st.seconds);
     } else {
-        writeRandomModel(ck + "/model", demoModelConfig(vocab), tokenizer, o.seed, 0.02);
+        writeRandomModel(ck + "/model", demoModelConfig(vocab, o.llmLayers), tokenizer, o.seed, 0.02);
         model = MiniGptModel::load(ck + "/model");
         initVision(*model, o.seed);
     }
-    MiniGptModel &m = *model;
-    const ModelConfig &cfg = m.config();
     if (o.restartStage2 && resumed && st.stage >= 2) {
-        // A finished stage 1 with a fresh projector + LLaMA: for trying stage-2 recipes.
-        writeRandomModel(ck + "/reinit", cfg, tokenizer, o.seed, 0.02);
-        const auto fresh = MiniGptModel::load(ck + "/reinit");
-        at::NoGradGuard ng;
-        const Named mine = m.languageParameters(), theirs = fresh->languageParameters();
-        for (size_t i = 0; i < mine.size(); ++i) mine[i].second.copy_(theirs[i].second);
+        // A finished stage 1 with a fresh projector + LLaMA (of o.llmLayers): for trying
+        // stage-2 recipes.
+        ModelConfig c = model->config();
+        c.llm.layers = o.llmLayers;
+        writeRandomModel(ck + "/reinit", c, tokenizer, o.seed, 0.02);
+        auto fresh = MiniGptModel::load(ck + "/reinit");
+        {
+            at::NoGradGuard ng;
+            const Named mine = model->visionParameters(), theirs = fresh->visionParameters();
+            for (size_t i = 0; i < mine.size(); ++i) theirs[i].second.copy_(mine[i].second);
+        }
         fs::remove_all(ck + "/reinit");
+        model = std::move(fresh);
         st.stage = 2;
         st.step = 0;
         st.seconds = st.stage2Seconds = 0;
         st.adamT = 0;
-        std::printf("[restart] stage 2 from a fresh projector + LLaMA\n");
+        std::printf("[restart] stage 2 from a fresh projector + LLaMA (%d layers)\n", o.llmLayers);
     }
+    MiniGptModel &m = *model;
+    const ModelConfig &cfg = m.config();
     const std::vector<int32_t> sepIds = m.tokenizer().encode("###", false, false);
     {
         int64_t n = 0;
@@ -990,11 +996,11 @@ Args parseArgs(int argc, char **argv, const std::vector<std::string> &known,
 } // namespace
 
 int trainDemoMain(int argc, char **argv) {
-    const Args a =
-        parseArgs(argc, argv,
-                  {"--out", "--seed", "--minutes", "--stage1-share", "--eval-every", "--threads", "--vocab",
-                   "--lr1", "--lr2", "--batch1", "--batch2", "--seq-tokens", "--workers", "--llm-init"},
-                  {"--restart-stage2", "--no-align"});
+    const Args a = parseArgs(argc, argv,
+                             {"--out", "--seed", "--minutes", "--stage1-share", "--eval-every", "--threads",
+                              "--vocab", "--lr1", "--lr2", "--batch1", "--batch2", "--seq-tokens",
+                              "--workers", "--llm-init", "--llm-layers"},
+                             {"--restart-stage2", "--no-align"});
     TrainOptions o;
     o.out = a.get("--out", "");
     o.seed = uint64_t(a.num("--seed", 1));
@@ -1011,6 +1017,7 @@ int trainDemoMain(int argc, char **argv) {
     o.restartStage2 = a.kv.count("--restart-stage2") > 0;
     o.alignStart = a.kv.count("--no-align") == 0;
     o.llmInit = a.get("--llm-init", o.llmInit);
+    o.llmLayers = std::clamp(int(a.num("--llm-layers", o.llmLayers)), 1, 32);
     if (o.llmInit != "xavier" && o.llmInit != "gpt") throw Error("--llm-init: xavier or gpt");
     o.workers = std::clamp(int(a.num("--workers", o.workers)), 1, 64);
     return trainDemo(o);
