@@ -1,19 +1,34 @@
 #include "ui/example_gallery.h"
 
+#include <algorithm>
+
 #include <QDir>
 #include <QFile>
-#include <QHBoxLayout>
+#include <QFontMetrics>
+#include <QGridLayout>
 #include <QImageReader>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QLabel>
+#include <QResizeEvent>
 #include <QToolButton>
 #include <QVBoxLayout>
 
 namespace {
-constexpr int kThumb = 96;
+constexpr int kThumb = 80;
+constexpr int kCell = kThumb + 48; // a button with its caption, and spacing
 const QString kDefaultQuestion = QStringLiteral("Describe the image.");
+
+// Two lines at most under a thumbnail, broken between words; the rest elided.
+QString caption(const QFontMetrics &fm, const QString &text, int width) {
+    if (fm.horizontalAdvance(text) <= width) return text;
+    int cut = -1;
+    for (int i = 0; i < text.size(); ++i)
+        if (text[i] == ' ' && fm.horizontalAdvance(text.left(i)) <= width) cut = i;
+    if (cut < 0) return fm.elidedText(text, Qt::ElideRight, width);
+    return text.left(cut) + '\n' + fm.elidedText(text.mid(cut + 1), Qt::ElideRight, width);
+}
 } // namespace
 
 QList<ExampleItem> loadExamples(const QString &modelDir) {
@@ -43,25 +58,26 @@ QList<ExampleItem> loadExamples(const QString &modelDir) {
 
 ExampleGallery::ExampleGallery(QWidget *parent) : QWidget(parent) {
     setObjectName(QStringLiteral("exampleGallery"));
+    // Its width is whatever the view gives; the columns follow (see arrange()).
+    setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
     auto *v = new QVBoxLayout(this);
+    v->setSizeConstraint(QLayout::SetNoConstraint);
     v->setContentsMargins(0, 8, 0, 0);
     title_ = new QLabel(tr("Or try an example:"), this);
     title_->setAlignment(Qt::AlignCenter);
     title_->setForegroundRole(QPalette::PlaceholderText);
     v->addWidget(title_);
-    row_ = new QHBoxLayout;
-    row_->setSpacing(8);
-    v->addLayout(row_);
+    grid_ = new QGridLayout;
+    grid_->setSpacing(6);
+    v->addLayout(grid_);
     hide();
 }
 
 void ExampleGallery::setModelDir(const QString &modelDir) {
-    while (QLayoutItem *it = row_->takeAt(0)) {
-        if (it->widget()) it->widget()->deleteLater();
-        delete it;
-    }
+    qDeleteAll(buttons_);
+    buttons_.clear();
+    columns_ = 0;
     items_ = loadExamples(modelDir);
-    row_->addStretch();
     for (const ExampleItem &e : items_) {
         QImageReader reader(e.imagePath);
         reader.setAutoTransform(true);
@@ -70,16 +86,31 @@ void ExampleGallery::setModelDir(const QString &modelDir) {
         b->setToolButtonStyle(Qt::ToolButtonTextUnderIcon);
         b->setAutoRaise(true);
         b->setIconSize(QSize(kThumb, kThumb));
+        b->setFixedWidth(kCell - 6);
         if (!img.isNull())
             b->setIcon(QPixmap::fromImage(
                 img.scaled(kThumb, kThumb, Qt::KeepAspectRatio, Qt::SmoothTransformation)));
-        // Long questions would make the buttons wide: elide under the thumbnail, full in the tip.
-        b->setText(fontMetrics().elidedText(e.question, Qt::ElideRight, kThumb + 40));
+        // Long questions would make the buttons wide: elided under the thumbnail, whole in the tip.
+        b->setText(caption(fontMetrics(), e.question, kCell - 14));
         b->setToolTip(e.question);
         b->setAccessibleName(e.question);
         connect(b, &QToolButton::clicked, this, [this, e] { emit exampleChosen(e.imagePath, e.question); });
-        row_->addWidget(b);
+        buttons_ << b;
     }
-    row_->addStretch();
+    arrange();
     setVisible(!items_.isEmpty());
+}
+
+void ExampleGallery::resizeEvent(QResizeEvent *e) {
+    QWidget::resizeEvent(e);
+    arrange();
+}
+
+void ExampleGallery::arrange() {
+    const int n = static_cast<int>(buttons_.size());
+    const int columns = std::clamp(width() / kCell, 1, std::max(1, std::min(n, 6)));
+    if (columns == columns_) return;
+    columns_ = columns;
+    for (QToolButton *b : buttons_) grid_->removeWidget(b);
+    for (int i = 0; i < n; ++i) grid_->addWidget(buttons_[i], i / columns, i % columns, Qt::AlignHCenter);
 }

@@ -6,8 +6,9 @@
 #include <QString>
 #include <QWidget>
 
-class QHBoxLayout;
+class QGridLayout;
 class QLabel;
+class QToolButton;
 
 struct ExampleItem {
     QString imagePath;
@@ -30,8 +31,16 @@ public:
 signals:
     void exampleChosen(const QString &imagePath, const QString &question);
 
+protected:
+    void resizeEvent(QResizeEvent *e) override;
+
 private:
+    // As many columns as fit: the gallery must never make the conversation view wider.
+    void arrange();
+
     QLabel *title_ = nullptr;
-    QHBoxLayout *row_ = nullptr;
+    QGridLayout *grid_ = nullptr;
+    QList<QToolButton *> buttons_;
     QList<ExampleItem> items_;
+    int columns_ = 0;
 };
