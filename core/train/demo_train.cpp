@@ -551,10 +551,10 @@ void initLanguage(const MiniGptModel &m, uint64_t seed) {
 
 // Stage-2 starting point: llama_proj fitted by least squares so that each image token starts as
 // the sum of the word embeddings naming its cell ("large", "red", "circle", "at the top left";
-// "nothing" for an empty cell), and lm_head starting as a copy of the embeddings. The LLaMA then
+// "nothing" for an empty cell), and lm_head starting as the (scaled) embeddings. The LLaMA then
 // begins with image tokens made of the very vectors the question's words are, so matching
-// "the red circle" to its token and saying where it is are there to refine rather than to find:
-// measured, position and describe answers went from ~10% to ... after 5 minutes of stage 2.
+// "the red circle" to its token is there to refine rather than to find. Measured with Xavier
+// init, 10 min of stage 2 on one stage 1: 74.0% of 350 held-out questions vs 68.3% without.
 // Only initial values: the architecture and every later step are unchanged.
 std::string alignLanguageStart(const MiniGptModel &m, uint64_t seed, int scenes) {
     at::NoGradGuard ng;
