@@ -673,10 +673,16 @@ std::string EvalReport::table() const {
     std::snprintf(buf, sizeof buf, "  %-9s %5.1f%%  (%d/%d)\n", "overall", 100 * overall(), allCorrect(),
                   allTotal());
     s << buf;
+    if (laterTotal > 0) {
+        std::snprintf(buf, sizeof buf, "  %-9s %5.1f%%  (%d/%d)  later questions in the same conversation\n",
+                      "later", 100.0 * laterCorrect / laterTotal, laterCorrect, laterTotal);
+        s << buf;
+    }
     return s.str();
 }
 
-EvalReport evaluateDemoModel(const std::string &modelDir, int questions, uint64_t seed, int threads) {
+EvalReport evaluateDemoModel(const std::string &modelDir, int questions, uint64_t seed, int threads,
+                             int laterQuestions) {
     EngineSettings es;
     es.threads = threads;
     es.featureCache = false; // nothing on disk, and every image is new anyway
@@ -686,7 +692,14 @@ EvalReport evaluateDemoModel(const std::string &modelDir, int questions, uint64_
     DemoGenerator g(mix(seed, 0xE7A1));
     EvalReport r;
     for (int i = 0; i < questions; ++i) {
-        const DemoSample s = g.sample(QType(i % kTypes));
+        DemoSample s = g.sample(QType(i % kTypes));
+        const size_t own = s.turns.size();
+        // Further questions about the same image in the same conversation, scored apart
+        // (drawn only when asked for, so the first-turn sets stay those of every report).
+        DemoGenerator more(mix(seed ^ 0x1A7E, uint64_t(i)));
+        for (int k = 0; k < laterQuestions; ++k)
+            while (!more.ask(s.scene, QType(more.rng().below(kTypes - 1)), s.turns)) {
+            }
         const int conv = e.newConversation();
         bool ok = true;
         for (size_t t = 0; t < s.turns.size(); ++t) {
@@ -697,6 +710,11 @@ EvalReport evaluateDemoModel(const std::string &modelDir, int questions, uint64_
             req.sampling.repetitionPenalty = 1.0f;
             req.sampling.maxNewTokens = 96;
             const TurnResult res = e.submitTurn(conv, req);
+            if (t >= own) {
+                r.laterTotal++;
+                r.laterCorrect += res.answer == s.turns[t].answer;
+                continue;
+            }
             if (res.answer != s.turns[t].answer) {
                 ok = false;
                 r.errors.push_back(std::string(typeName(s.type)) + " | " + s.turns[t].question + " | " +
@@ -736,7 +754,17 @@ int trainDemo(const TrainOptions &o) {
         model = MiniGptModel::load(ck + "/model");
         initVision(*model, o.seed);
     }
-    if (o.restartStage2 && resumed && st.stage >= 2) {
+    // Only a finished run: an interrupted continuation (stage 2, step > 0) resumes as usual.
+    const bool continuing = o.continueStage2 && resumed && st.stage == 3;
+    if (continuing) {
+        // A second stage-2 schedule on the trained weights (fresh optimiser state).
+        st.stage = 2;
+        st.step = 0;
+        st.seconds = st.stage2Seconds = 0;
+        st.adamT = 0;
+        std::printf("[continue] stage 2 again from the trained projector + LLaMA\n");
+    }
+    if (o.restartStage2 && !continuing && resumed && st.stage >= 2) {
         // A finished stage 1 with a fresh projector + LLaMA (of o.llmLayers): for trying
         // stage-2 recipes.
         ModelConfig c = model->config();
@@ -877,8 +905,8 @@ int trainDemo(const TrainOptions &o) {
         }
         double lastCk = st.seconds, lastEval = st.seconds, lastLog = st.seconds, ema = -1;
         std::future<Batch2> next;
-        if (st.step == 0 && o.llmInit == "xavier") initLanguage(m, o.seed);
-        if (st.step == 0 && o.alignStart)
+        if (st.step == 0 && !continuing && o.llmInit == "xavier") initLanguage(m, o.seed);
+        if (st.step == 0 && !continuing && o.alignStart)
             std::printf("[stage 2] %s\n", alignLanguageStart(m, o.seed, 600).c_str());
         std::printf("[stage 2] projector + LLaMA on Q&A (vision frozen), %.1f min budget\n", b2 / 60);
         const int64_t D = cfg.llm.hidden;
@@ -1000,7 +1028,7 @@ int trainDemoMain(int argc, char **argv) {
                              {"--out", "--seed", "--minutes", "--stage1-share", "--eval-every", "--threads",
                               "--vocab", "--lr1", "--lr2", "--batch1", "--batch2", "--seq-tokens",
                               "--workers", "--llm-init", "--llm-layers"},
-                             {"--restart-stage2", "--no-align"});
+                             {"--restart-stage2", "--continue-stage2", "--no-align"});
     TrainOptions o;
     o.out = a.get("--out", "");
     o.seed = uint64_t(a.num("--seed", 1));
@@ -1015,6 +1043,7 @@ int trainDemoMain(int argc, char **argv) {
     o.batch2 = std::max(1, int(a.num("--batch2", o.batch2)));
     o.seqTokens = std::max(0, int(a.num("--seq-tokens", o.seqTokens)));
     o.restartStage2 = a.kv.count("--restart-stage2") > 0;
+    o.continueStage2 = a.kv.count("--continue-stage2") > 0;
     o.alignStart = a.kv.count("--no-align") == 0;
     o.llmInit = a.get("--llm-init", o.llmInit);
     o.llmLayers = std::clamp(int(a.num("--llm-layers", o.llmLayers)), 1, 32);
@@ -1024,14 +1053,14 @@ int trainDemoMain(int argc, char **argv) {
 }
 
 int evalDemoMain(int argc, char **argv) {
-    const Args a =
-        parseArgs(argc, argv, {"--model", "--questions", "--seed", "--threads", "--show-errors"}, {});
+    const Args a = parseArgs(
+        argc, argv, {"--model", "--questions", "--seed", "--threads", "--show-errors", "--later"}, {});
     const std::string model = a.get("--model", "");
     if (model.empty()) throw Error("eval-demo: --model DIR is required");
     const auto t0 = Clock::now();
     const EvalReport r =
         evaluateDemoModel(model, int(a.num("--questions", 500)), uint64_t(a.num("--seed", 12345)),
-                          std::max(1, int(a.num("--threads", 1))));
+                          std::max(1, int(a.num("--threads", 1))), std::max(0, int(a.num("--later", 0))));
     std::printf("eval-demo: %s, %d held-out questions (seed %s), greedy, exact match, %.1f s\n",
                 model.c_str(), r.allTotal(), a.get("--seed", "12345").c_str(), secondsSince(t0));
     std::printf("%s", r.table().c_str());

@@ -28,7 +28,8 @@ struct TrainOptions {
     int vocabSize = 700;
     int seqTokens = 0; // stage 2: more questions on one image up to this length (0: one per sequence;
                        // 144 measured no better on first-turn answers at equal time)
-    bool restartStage2 = false; // keep a finished stage 1, train stage 2 again from scratch
+    bool continueStage2 = false; // run stage 2 again on the trained weights (e.g. multi-turn, packed)
+    bool restartStage2 = false;  // keep a finished stage 1, train stage 2 again from scratch
     int llmLayers = 3;
     std::string llmInit = "xavier"; // or "gpt" (normal 0.02 everywhere)
     bool alignStart = true;         // stage 2 starts with image tokens made of word embeddings
@@ -44,7 +45,8 @@ int trainDemo(const TrainOptions &o);
 
 struct EvalReport {
     std::array<int, kTypes> correct{}, total{};
-    std::vector<std::string> errors; // "type | question | expected | got"
+    std::vector<std::string> errors;      // "type | question | expected | got"
+    int laterCorrect = 0, laterTotal = 0; // the extra questions of evaluateDemoModel(..., later)
     int allCorrect() const;
     int allTotal() const;
     double accuracy(int type) const { return total[type] ? double(correct[type]) / total[type] : 0; }
@@ -54,7 +56,10 @@ struct EvalReport {
 
 // `questions` held-out samples (types in turn) from `seed`, answered through Engine::submitTurn
 // with greedy decoding, scored by exact match (a follow-up counts when both answers are right).
-EvalReport evaluateDemoModel(const std::string &modelDir, int questions, uint64_t seed, int threads = 0);
+// With laterQuestions > 0, each conversation then gets that many more questions about the
+// same image (any type but a follow-up pair), scored apart as "later".
+EvalReport evaluateDemoModel(const std::string &modelDir, int questions, uint64_t seed, int threads = 0,
+                             int laterQuestions = 0);
 
 // CLI entry points (minigpt-cli train-demo / eval-demo); argv[1] is the command.
 int trainDemoMain(int argc, char **argv);
