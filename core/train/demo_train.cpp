@@ -977,7 +977,8 @@ int trainDemo(const TrainOptions &o) {
 
     // ---------------- the model folder, examples, final evaluation
     saveModelFolder(m, out, tokenizer);
-    writeExamples(out + "/examples", o.seed);
+    // Once per model folder: a continuation (another --seed) keeps the examples it shipped with.
+    if (!fs::exists(out + "/examples/examples.json")) writeExamples(out + "/examples", o.seed);
     std::printf("[done] model in %s: stage 1 %.1f min, stage 2 %.1f min, wall %.1f min\n", out.c_str(),
                 st.stage1Seconds / 60, st.stage2Seconds / 60, secondsSince(wall0) / 60);
     const EvalReport r = evaluateDemoModel(out, 350, o.seed + 11, o.threads);
