@@ -129,7 +129,8 @@ at::Tensor Llama::forward(const at::Tensor &embeds, KvCache &cache, bool allLogi
         x = layerForward(layers_[li], x, cos, sin, mask, [&](const at::Tensor &k, const at::Tensor &v) {
             cache.write(li, start, k[0], v[0]);
             std::vector<std::pair<at::Tensor, at::Tensor>> segs;
-            for (auto &s : cache.segments(li, total)) segs.emplace_back(s.first.unsqueeze(0), s.second.unsqueeze(0));
+            for (auto &s : cache.segments(li, total))
+                segs.emplace_back(s.first.unsqueeze(0), s.second.unsqueeze(0));
             return segs;
         });
         if (hidden && li + 1 < c_.layers) hidden->push_back(x);
@@ -142,18 +143,35 @@ at::Tensor Llama::forward(const at::Tensor &embeds, KvCache &cache, bool allLogi
     return lmHead_(out).to(at::kFloat);
 }
 
-at::Tensor Llama::forwardTrain(const at::Tensor &embeds) const {
-    const int64_t n = embeds.size(1);
+at::Tensor Llama::forwardTrain(const at::Tensor &embeds, int64_t shared) const {
+    const int64_t B = embeds.size(0), n = embeds.size(1), P = shared;
     if (n > c_.maxPositions)
         throw Error("context overflow: " + std::to_string(n) + " positions exceed the model's " +
                     std::to_string(c_.maxPositions));
-    at::Tensor cos = cos_.narrow(0, 0, n), sin = sin_.narrow(0, 0, n);
-    at::Tensor mask = at::full({n, n}, -std::numeric_limits<float>::infinity(), at::kFloat).triu(1);
-    at::Tensor x = embeds.to(dtype_);
-    for (const Layer &l : layers_)
-        x = layerForward(l, x, cos, sin, mask, [](const at::Tensor &k, const at::Tensor &v) {
-            return std::vector<std::pair<at::Tensor, at::Tensor>>{{k, v}};
+    if (P < 0 || P >= n) throw Error("forwardTrain: shared prefix out of range");
+    const float inf = std::numeric_limits<float>::infinity();
+    // Row 0's prefix stands for every row's; the causal mask of the rest is offset by P.
+    at::Tensor xp = embeds.narrow(0, 0, 1).narrow(1, 0, P).to(dtype_);
+    at::Tensor x = embeds.narrow(1, P, n - P).to(dtype_);
+    at::Tensor maskP = at::full({P, P}, -inf, at::kFloat).triu(1);
+    at::Tensor mask = at::full({n - P, n}, -inf, at::kFloat).triu(P + 1);
+    at::Tensor cosP = cos_.narrow(0, 0, P), sinP = sin_.narrow(0, 0, P);
+    at::Tensor cos = cos_.narrow(0, P, n - P), sin = sin_.narrow(0, P, n - P);
+    for (const Layer &l : layers_) {
+        at::Tensor kp, vp;
+        if (P > 0)
+            xp = layerForward(l, xp, cosP, sinP, maskP, [&](const at::Tensor &k, const at::Tensor &v) {
+                kp = k;
+                vp = v;
+                return std::vector<std::pair<at::Tensor, at::Tensor>>{{k, v}};
+            });
+        x = layerForward(l, x, cos, sin, mask, [&](const at::Tensor &k, const at::Tensor &v) {
+            std::vector<std::pair<at::Tensor, at::Tensor>> segs;
+            if (P > 0) segs.emplace_back(kp.expand({B, -1, -1, -1}), vp.expand({B, -1, -1, -1}));
+            segs.emplace_back(k, v);
+            return segs;
         });
+    }
     return lmHead_(rmsNorm(x, finalNorm_)).to(at::kFloat);
 }
 

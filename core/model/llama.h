@@ -27,9 +27,11 @@ public:
                        std::vector<at::Tensor> *hidden = nullptr) const;
     KvShape kvShape() const;
     // Training (core/train): embeds [B, n, hidden] at positions 0..n-1, causal, no cache;
-    // right padding is harmless under the causal mask. fp32 logits [B, n, vocab]. Same layer
+    // right padding is harmless under the causal mask. fp32 logits [B, n - shared, vocab] for
+    // positions shared..n-1. The first `shared` positions must be the same in every row (a
+    // system prompt): they run once, as one row, and the rest attend to their keys. Same layer
     // code as forward().
-    at::Tensor forwardTrain(const at::Tensor &embeds) const;
+    at::Tensor forwardTrain(const at::Tensor &embeds, int64_t shared = 0) const;
     // The trainable tensors under their original state-dict names; handles, so in-place
     // updates reach the model.
     std::vector<std::pair<std::string, at::Tensor>> namedParameters() const;
@@ -49,11 +51,11 @@ private:
     at::Tensor rmsNorm(const at::Tensor &x, const at::Tensor &w) const;
     // kv(k, v) stores this call's keys/values [B, kvHeads, n, headDim] and returns the (K, V)
     // segments to attend over, in position order, each [B, kvHeads, len, headDim].
-    using KvFn = std::function<std::vector<std::pair<at::Tensor, at::Tensor>>(const at::Tensor &,
-                                                                                const at::Tensor &)>;
+    using KvFn =
+        std::function<std::vector<std::pair<at::Tensor, at::Tensor>>(const at::Tensor &, const at::Tensor &)>;
     // One decoder layer on x [B, n, hidden]; mask [n, total] or undefined.
-    at::Tensor layerForward(const Layer &l, const at::Tensor &x, const at::Tensor &cos,
-                            const at::Tensor &sin, const at::Tensor &mask, const KvFn &kv) const;
+    at::Tensor layerForward(const Layer &l, const at::Tensor &x, const at::Tensor &cos, const at::Tensor &sin,
+                            const at::Tensor &mask, const KvFn &kv) const;
     LlamaConfig c_;
     at::ScalarType dtype_;
     at::Tensor embedTokens_, finalNorm_;

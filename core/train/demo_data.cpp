@@ -26,9 +26,11 @@ const char *kSizeNames[kSizes] = {"small", "large"};
 const char *kCellPhrases[kCells] = {"at the top left",    "at the top",    "at the top right",
                                     "on the left",        "in the center", "on the right",
                                     "at the bottom left", "at the bottom", "at the bottom right"};
-const int kBackgrounds[][3] = {{128, 128, 128}, {185, 185, 185}, {75, 75, 75},
-                               {0, 110, 110},   {225, 205, 165}, {240, 170, 190},
-                               {110, 70, 35},   {110, 110, 30},  {150, 185, 215}};
+const int kBackgrounds[][3] = {{128, 128, 128}, {185, 185, 185}, {75, 75, 75},   {0, 110, 110},
+                               {225, 205, 165}, {240, 170, 190}, {110, 70, 35},  {110, 110, 30},
+                               {150, 185, 215}, {250, 250, 250}, {240, 240, 235}}; // the last two: a paint
+                                                                                   // program's canvas
+constexpr int kWhite = 6;
 constexpr int kNumBackgrounds = sizeof(kBackgrounds) / sizeof(kBackgrounds[0]);
 const char *kNumbers[] = {"no", "one", "two", "three", "four"};
 const char *kOther[] = {"dog", "cat", "car", "tree", "house", "person", "bird", "flower"};
@@ -36,6 +38,11 @@ constexpr double kPi = 3.14159265358979323846;
 
 template <size_t N> const char *pick(DemoRng &r, const char *const (&list)[N]) {
     return list[r.below(N)];
+}
+
+// "a red star", "an orange star".
+std::string withArticle(const std::string &noun) {
+    return (noun.find_first_of("aeiou") == 0 ? "an " : "a ") + noun;
 }
 
 std::string objectName(const SceneObject &o) {
@@ -115,17 +122,22 @@ RgbImage DemoGenerator::render(const Scene &scene, int size) {
     throw Error("demo scenes: this build has no OpenCV");
 #else
     DemoRng &r = rng_;
-    const int bgi = r.below(kNumBackgrounds);
+    int bgi = r.below(kNumBackgrounds);
+    // No white object on a white canvas: it would not be there to see.
+    const bool hasWhite =
+        std::any_of(scene.objects.begin(), scene.objects.end(), [](auto &o) { return o.color == kWhite; });
+    while (hasWhite && kBackgrounds[bgi][1] >= 230) bgi = r.below(kNumBackgrounds);
     cv::Mat img(size, size, CV_32FC3);
     double bg[3];
     for (int c = 0; c < 3; ++c) bg[c] = kBackgrounds[bgi][c] + r.uniform(-12, 12);
     // Plain, a gentle gradient, or soft stripes: "lightly textured".
     const int texture = r.below(3);
     const double amp = r.uniform(6, 14), angle = r.uniform(0, 2 * kPi), freq = r.uniform(2, 6);
+    const double ca = std::cos(angle), sa = std::sin(angle);
     for (int y = 0; y < size; ++y) {
         auto *row = img.ptr<cv::Vec3f>(y);
         for (int x = 0; x < size; ++x) {
-            const double u = (x * std::cos(angle) + y * std::sin(angle)) / size;
+            const double u = (x * ca + y * sa) / size;
             const double t = texture == 0   ? 0
                              : texture == 1 ? amp * (u - 0.5)
                                             : 0.6 * amp * std::sin(2 * kPi * freq * u);
@@ -257,15 +269,17 @@ bool DemoGenerator::ask(const Scene &scene, QType type, std::vector<QaTurn> &tur
         break;
     }
     case QType::Exist: {
-        static const char *q[] = {"Is there a %?", "Is there a % in the image?", "Do you see a %?"};
+        // Answered "There is (no) ...", not "Yes/No, ...": the decision then comes two tokens into the
+        // answer, and the 3-layer LLaMA uses those positions to think (exist: 62% -> see notes).
+        static const char *q[] = {"Is there %?", "Is there % in the image?", "Do you see %?"};
         std::string t = pick(r, q), what, answer;
         const int kind = r.below(10);
         if (kind < 2) { // unanswerable from the scene vocabulary
             what = pick(r, kOther);
-            answer = "No, there is no " + what + ".";
+            answer = "There is no " + what + ".";
         } else if (kind < 6) {
             what = r.below(4) == 0 ? std::string(kShapeNames[any.shape]) : objectName(any);
-            answer = "Yes, there is a " + what + ".";
+            answer = "There is " + withArticle(what) + ".";
         } else { // hard negatives: share the colour or the shape of a present object
             SceneObject o = any;
             bool shapeOnly = false;
@@ -284,9 +298,9 @@ bool DemoGenerator::ask(const Scene &scene, QType type, std::vector<QaTurn> &tur
                 if (!present) break;
             }
             what = shapeOnly ? std::string(kShapeNames[o.shape]) : objectName(o);
-            answer = "No, there is no " + what + ".";
+            answer = "There is no " + what + ".";
         }
-        t.replace(t.find('%'), 1, what);
+        t.replace(t.find('%'), 1, withArticle(what));
         ask(t, answer);
         break;
     }
@@ -296,7 +310,7 @@ bool DemoGenerator::ask(const Scene &scene, QType type, std::vector<QaTurn> &tur
         std::string a = "There is ";
         for (size_t i = 0; i < objs.size(); ++i) {
             if (i) a += i + 1 == objs.size() ? " and " : ", ";
-            a += std::string("a ") + kSizeNames[objs[i].size] + " " + objectName(objs[i]) + " " +
+            a += withArticle(std::string(kSizeNames[objs[i].size]) + " " + objectName(objs[i])) + " " +
                  kCellPhrases[objs[i].cell];
         }
         ask(pick(r, q), a + ".");
@@ -312,7 +326,8 @@ bool DemoGenerator::ask(const Scene &scene, QType type, std::vector<QaTurn> &tur
                 std::string("It is ") + kColorNames[any.color] + ".");
         } else if (kind == 1) {
             if (!uniqueKind(scene, any)) return false;
-            ask("Is there a " + objectName(any) + "?", "Yes, there is a " + objectName(any) + ".");
+            ask("Is there " + withArticle(objectName(any)) + "?",
+                "There is " + withArticle(objectName(any)) + ".");
             ask(r.below(2) ? "Where is it?" : "And where is it?", where);
         } else if (kind == 2) {
             if (!uniqueShape(scene, any)) return false;

@@ -69,6 +69,25 @@ private slots:
         QCOMPARE(again->visionIdentity(), m->visionIdentity());
     }
 
+    // Training runs a batch's common system prompt once; the answers' logits must not change.
+    void trainingForwardWithSharedPrefixMatches() {
+        auto m = mgd::MiniGptModel::load(copyModel().string());
+        const auto &llm = m->llm();
+        const int64_t B = 3, n = 12, P = 5, D = llm.config().hidden;
+        at::manual_seed(7);
+        at::Tensor emb = at::randn({B, n, D});
+        emb.narrow(1, 0, P).copy_(emb.narrow(0, 0, 1).narrow(1, 0, P).expand({B, P, D}));
+        const at::Tensor whole = llm.forwardTrain(emb).narrow(1, P, n - P);
+        const at::Tensor shared = llm.forwardTrain(emb, P);
+        QCOMPARE(shared.sizes().vec(), whole.sizes().vec());
+        QVERIFY2(at::allclose(shared, whole, 1e-4, 1e-5),
+                 std::to_string((shared - whole).abs().max().item<double>()).c_str());
+        // Rows that differ inside the claimed prefix would not match: the check can fail.
+        emb[1][0] += 1;
+        QVERIFY(!at::allclose(llm.forwardTrain(emb, P)[1], llm.forwardTrain(emb).narrow(1, P, n - P)[1], 1e-4,
+                              1e-5));
+    }
+
     void missingFolderTokenizerConfig() {
         expectError("/nonexistent/model", "does not exist");
         fs::path d = copyModel();
