@@ -58,6 +58,13 @@ bool uniqueKind(const Scene &s, const SceneObject &o) {
                          [&](auto &x) { return x.shape == o.shape && x.color == o.color; }) == 1;
 }
 
+// "Where is the red star?" -> "The red star is at the top left.", not "It is at the top left.":
+// the cell is then decided right after the object's words, not ~10 positions after them. 12-min
+// runs from one stage 1: position 65% -> 86%, follow-ups 77% -> 86% (100 questions each).
+std::string whereAnswer(const SceneObject &o) {
+    return "The " + objectName(o) + " is " + kCellPhrases[o.cell] + ".";
+}
+
 std::string countAnswer(int k, int shape) { // shape -1: all shapes
     const std::string one = shape < 0 ? "shape" : kShapeNames[shape];
     const std::string many = shape < 0 ? "shapes" : kShapePlural[shape];
@@ -74,6 +81,9 @@ const char *typeName(QType t) {
 const char *shapeName(int s) {
     return kShapeNames[s];
 }
+const char *shapePlural(int s) {
+    return s < 0 ? "shapes" : kShapePlural[s];
+}
 const char *colorName(int c) {
     return kColorNames[c];
 }
@@ -82,6 +92,17 @@ const char *sizeName(int s) {
 }
 const char *cellPhrase(int c) {
     return kCellPhrases[c];
+}
+
+std::string sceneText(const Scene &scene) {
+    const auto &objs = scene.objects;
+    std::string a;
+    for (size_t i = 0; i < objs.size(); ++i) {
+        if (i) a += i + 1 == objs.size() ? " and " : ", ";
+        a += withArticle(std::string(kSizeNames[objs[i].size]) + " " + objectName(objs[i])) + " " +
+             kCellPhrases[objs[i].cell];
+    }
+    return a;
 }
 
 const SceneObject *Scene::at(int cell) const {
@@ -265,7 +286,7 @@ bool DemoGenerator::ask(const Scene &scene, QType type, std::vector<QaTurn> &tur
                                   "What is the position of the %?"};
         std::string t = pick(r, q);
         t.replace(t.find('%'), 1, objectName(any));
-        ask(t, std::string("It is ") + kCellPhrases[any.cell] + ".");
+        ask(t, whereAnswer(any));
         break;
     }
     case QType::Exist: {
@@ -307,13 +328,7 @@ bool DemoGenerator::ask(const Scene &scene, QType type, std::vector<QaTurn> &tur
     case QType::Describe: {
         static const char *q[] = {"Describe the image.", "What is in the image?",
                                   "Describe the picture in detail."};
-        std::string a = "There is ";
-        for (size_t i = 0; i < objs.size(); ++i) {
-            if (i) a += i + 1 == objs.size() ? " and " : ", ";
-            a += withArticle(std::string(kSizeNames[objs[i].size]) + " " + objectName(objs[i])) + " " +
-                 kCellPhrases[objs[i].cell];
-        }
-        ask(pick(r, q), a + ".");
+        ask(pick(r, q), "There is " + sceneText(scene) + ".");
         break;
     }
     case QType::FollowUp: {
@@ -336,7 +351,7 @@ bool DemoGenerator::ask(const Scene &scene, QType type, std::vector<QaTurn> &tur
             ask(r.below(2) ? "And where is it?" : "Where is it?", where);
         } else {
             if (!uniqueKind(scene, any)) return false;
-            ask("Where is the " + objectName(any) + "?", where);
+            ask("Where is the " + objectName(any) + "?", whereAnswer(any));
             ask(r.below(2) ? "And what size is it?" : "How big is it?",
                 std::string("It is ") + kSizeNames[any.size] + ".");
         }

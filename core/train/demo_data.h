@@ -14,6 +14,7 @@ enum class QType { Shape, Color, Count, Position, Exist, Describe, FollowUp };
 const char *typeName(QType t);
 
 const char *shapeName(int s);
+const char *shapePlural(int s); // "circles", ...; -1: "shapes"
 const char *colorName(int c);
 const char *sizeName(int s);
 const char *cellPhrase(int cell); // "at the top left", "in the center", ...
@@ -26,6 +27,8 @@ struct Scene {
     std::vector<SceneObject> objects; // in reading order (by cell)
     const SceneObject *at(int cell) const;
 };
+// "a small red circle at the top left and a large blue star in the center"
+std::string sceneText(const Scene &scene);
 
 struct QaTurn {
     std::string question, answer;

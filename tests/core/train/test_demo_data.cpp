@@ -125,14 +125,23 @@ private slots:
             case QType::Position:
             case QType::Color:
             case QType::FollowUp: {
-                // The object the turns talk about is the one at the cell the answers name.
+                // The object the turns talk about is the one at the cell the answers name; a
+                // question that names the object gets it named back ("The red star is ...").
+                int named = 0;
                 for (const auto &turn : s.turns)
-                    for (int cell = 0; cell < kCells; ++cell)
-                        if (turn.answer == std::string("It is ") + cellPhrase(cell) + ".") {
-                            const SceneObject *o = s.scene.at(cell);
+                    for (int cell = 0; cell < kCells; ++cell) {
+                        const SceneObject *o = s.scene.at(cell);
+                        const std::string at = std::string(" is ") + cellPhrase(cell) + ".";
+                        if (turn.answer == "It" + at) {
                             QVERIFY2(o, turn.answer.c_str());
-                            if (t == QType::Position) QVERIFY(contains(q, name(*o)));
+                        } else if (o && turn.answer == "The " + name(*o) + at) {
+                            QVERIFY2(contains(turn.question, "the " + name(*o) + "?") ||
+                                         contains(turn.question, "the " + name(*o) + " located?"),
+                                     (turn.question + " -> " + turn.answer).c_str());
+                            ++named;
                         }
+                    }
+                if (t == QType::Position) QVERIFY2(named == 1, (q + " -> " + a).c_str());
                 if (t == QType::Color) {
                     bool ok = false;
                     for (const auto &o : objs)
