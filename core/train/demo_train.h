@@ -53,7 +53,7 @@ int trainDemo(const TrainOptions &o);
 
 struct EvalReport {
     std::array<int, kTypes> correct{}, total{};
-    std::vector<std::string> errors;      // "type | question | expected | got"
+    std::vector<std::string> errors;      // "type | question | expected | got | scene"
     int laterCorrect = 0, laterTotal = 0; // the extra questions of evaluateDemoModel(..., later)
     int allCorrect() const;
     int allTotal() const;
