@@ -66,8 +66,7 @@ std::string whereAnswer(const SceneObject &o) {
 }
 
 std::string countAnswer(int k, int shape) { // shape -1: all shapes
-    const std::string one = shape < 0 ? "shape" : kShapeNames[shape];
-    const std::string many = shape < 0 ? "shapes" : kShapePlural[shape];
+    const std::string one = shapeName(shape), many = shapePlural(shape);
     if (k == 1) return "There is one " + one + ".";
     return std::string("There are ") + kNumbers[k] + " " + many + ".";
 }
@@ -79,7 +78,7 @@ const char *typeName(QType t) {
     return n[static_cast<int>(t)];
 }
 const char *shapeName(int s) {
-    return kShapeNames[s];
+    return s < 0 ? "shape" : kShapeNames[s];
 }
 const char *shapePlural(int s) {
     return s < 0 ? "shapes" : kShapePlural[s];

@@ -13,7 +13,7 @@ constexpr int kShapes = 4, kColors = 8, kSizes = 2, kCells = 9, kTypes = 7;
 enum class QType { Shape, Color, Count, Position, Exist, Describe, FollowUp };
 const char *typeName(QType t);
 
-const char *shapeName(int s);
+const char *shapeName(int s);   // "circle", ...; -1: "shape"
 const char *shapePlural(int s); // "circles", ...; -1: "shapes"
 const char *colorName(int c);
 const char *sizeName(int s);
