@@ -4,6 +4,7 @@
 #include <QApplication>
 #include <QClipboard>
 #include <QCloseEvent>
+#include <QDir>
 #include <QDockWidget>
 #include <QDragEnterEvent>
 #include <QFileDialog>
@@ -27,6 +28,7 @@
 #include "ui/conversation_store.h"
 #include "ui/image_attachment.h"
 #include "ui/image_viewer.h"
+#include "ui/import_dialog.h"
 #include "ui/example_gallery.h"
 #include "ui/message_list_view.h"
 #include "ui/message_model.h"
@@ -175,6 +177,7 @@ void ChatWindow::buildMenus() {
     QMenu *file = menuBar()->addMenu(tr("&File"));
     newChat_ = file->addAction(tr("&New Chat"), QKeySequence::New, controller_, &ChatController::newChat);
     openImage_ = file->addAction(tr("&Open Image…"), QKeySequence::Open, this, &ChatWindow::openImageDialog);
+    importModel_ = file->addAction(tr("&Import Model…"), this, &ChatWindow::openImportDialog);
     deleteChat_ = file->addAction(tr("&Delete Conversation…"), this, [this] {
         if (!controller_->conversationId().isEmpty()) confirmDelete(controller_->conversationId());
     });
@@ -219,6 +222,7 @@ void ChatWindow::buildMenus() {
     // Named, so tests and accessibility tools can find them.
     newChat_->setObjectName("actionNewChat");
     openImage_->setObjectName("actionOpenImage");
+    importModel_->setObjectName("actionImportModel");
     deleteChat_->setObjectName("actionDeleteConversation");
     settingsAction_->setObjectName("actionSettings");
     copyAnswer_->setObjectName("actionCopyAnswer");
@@ -364,6 +368,22 @@ SettingsDialog *ChatWindow::openSettings() {
     connect(dlg, &QDialog::accepted, this, [this, dlg] { settings_->setValues(dlg->values()); });
     dlg->open();
     return dlg;
+}
+
+ImportDialog *ChatWindow::openImportDialog() {
+    auto *dlg = new ImportDialog(QDir(store_->dataDir()).filePath("models"), this);
+    dlg->setAttribute(Qt::WA_DeleteOnClose);
+    connect(dlg, &QDialog::accepted, this, [this, dlg] { useModelFolder(dlg->importedDir()); });
+    // Not modal: an import of the real files takes minutes, and the chat keeps working.
+    dlg->show();
+    return dlg;
+}
+
+void ChatWindow::useModelFolder(const QString &dir) {
+    // The settings dialog's path: Settings::changed makes the controller reload the model.
+    SettingsValues v = settings_->values();
+    v.modelDir = dir;
+    settings_->setValues(v);
 }
 
 void ChatWindow::closeEvent(QCloseEvent *e) {

@@ -8,6 +8,7 @@
 class ChatController;
 class Composer;
 class ExampleGallery;
+class ImportDialog;
 class ConversationList;
 class ConversationStore;
 class MessageListView;
@@ -46,6 +47,8 @@ public:
 
     // Opens the settings dialog (non-modal: the chat keeps working) and returns it.
     SettingsDialog *openSettings();
+    // Opens File > Import Model… (non-modal); "Use this model" switches to the new folder.
+    ImportDialog *openImportDialog();
     void showError(const QString &message);
     void sendFromComposer();
     void editLastQuestion();
@@ -68,6 +71,7 @@ private:
     void confirmDelete(const QString &id);
     void openImageDialog();
     void pasteImage();
+    void useModelFolder(const QString &dir);
 
     Settings *settings_ = nullptr;
     ConversationStore *store_ = nullptr;
@@ -85,6 +89,6 @@ private:
     QProgressBar *progress_ = nullptr;
     QAction *newChat_ = nullptr, *openImage_ = nullptr, *deleteChat_ = nullptr, *settingsAction_ = nullptr,
             *stop_ = nullptr, *regenerate_ = nullptr, *editLast_ = nullptr, *copyAnswer_ = nullptr,
-            *pasteImage_ = nullptr;
+            *pasteImage_ = nullptr, *importModel_ = nullptr;
     bool closed_ = false;
 };

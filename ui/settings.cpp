@@ -46,6 +46,7 @@ SettingsValues Settings::values() const {
 
     mgd::EngineSettings &e = v.engine;
     e.device = s.value("model/device", QString::fromStdString(d.engine.device)).toString().toStdString();
+    e.dtype = s.value("model/dtype", QString::fromStdString(d.engine.dtype)).toString().toStdString();
     e.threads = s.value("model/threads", d.engine.threads).toInt();
     e.kvReuse = s.value("cache/kvReuse", d.engine.kvReuse).toBool();
     e.featureCache = s.value("cache/feature", d.engine.featureCache).toBool();
@@ -77,6 +78,7 @@ void Settings::setValues(const SettingsValues &v) {
     QSettings &s = *store_;
     s.setValue("model/dir", v.modelDir);
     s.setValue("model/device", QString::fromStdString(v.engine.device));
+    s.setValue("model/dtype", QString::fromStdString(v.engine.dtype));
     s.setValue("model/threads", v.engine.threads);
     s.setValue("cache/kvReuse", v.engine.kvReuse);
     s.setValue("cache/feature", v.engine.featureCache);
@@ -123,11 +125,11 @@ void Settings::setWindowLayout(const QByteArray &geometry, const QByteArray &sta
 }
 
 bool needsModelReload(const SettingsValues &a, const SettingsValues &b) {
-    return a.modelDir != b.modelDir || a.engine.device != b.engine.device;
+    return a.modelDir != b.modelDir || a.engine.device != b.engine.device || a.engine.dtype != b.engine.dtype;
 }
 
 bool sameEngineSettings(const mgd::EngineSettings &a, const mgd::EngineSettings &b) {
-    return a.threads == b.threads && a.device == b.device && a.kvReuse == b.kvReuse &&
+    return a.threads == b.threads && a.device == b.device && a.dtype == b.dtype && a.kvReuse == b.kvReuse &&
            a.featureCache == b.featureCache && a.prefixCache == b.prefixCache &&
            a.responseCache == b.responseCache && a.memoryPool == b.memoryPool &&
            a.memoryPoolBytes == b.memoryPoolBytes && a.featureDeviceBytes == b.featureDeviceBytes &&

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/import/importer.h"
 #include "core/runtime/benchmark.h"
 #include "core/runtime/engine.h"
 #include "core/runtime/reference_check.h"
@@ -27,7 +28,14 @@ const char *kUsage = R"(usage: minigpt-cli <command> [options]
 commands:
   ask    [--model DIR] [--image FILE]... [sampling] "question"   answer one question, streamed
   chat   [--model DIR] [sampling]      interactive chat; /image FILE, /reset, /regen, /quit
-  verify-reference DIR [--tolerance X] compare every tensor with the original's reference
+  verify-reference DIR [--model MODELDIR] [--tolerance X]
+         compare every tensor with the original's reference (on MODELDIR's weights if given)
+  import --arch minigpt4|minigpt4-llama2|minigptv2 --vit eva_vit_g.pth
+         [--q-former-model blip2_pretrained_flant5xxl.pth] --llama-model LLM_DIR
+         --ckpt pretrained_minigpt4.pth|minigptv2_checkpoint.pth --out DIR
+         [--dtype bfloat16|float16|float32] [--image-size N] [--vit-heads N]
+         [--q-former-heads N] [--lora-alpha A] [--name NAME]
+         make a model folder from the original MiniGPT-4 / MiniGPT-v2 downloads
   info   [--model DIR]                 print the model's configuration
   preload [--model DIR] FILE|DIR...    compute and cache the features of images in advance
   stats  [--model DIR]                 print the metrics snapshot (JSON) after loading
@@ -40,7 +48,8 @@ sampling: --greedy  --temperature T  --top-p P  --top-k K  --repetition-penalty 
           --seed N  --max-new-tokens N
 caches:   --no-kv-reuse --no-feature-cache --no-prefix-cache --no-response-cache --no-memory-pool
           --memory-pool-size MB  --feature-cache-dir DIR  --feature-cache-size MB  --eviction lru|lfu
-other:    --threads N  --device cpu|cuda  --stats (per-turn statistics to stderr)
+other:    --threads N  --device cpu|cuda  --dtype float32|bfloat16|float16 (overrides the folder's)
+          --stats (per-turn statistics to stderr)
           --metrics-json FILE (write the metrics snapshot at exit)
 )";
 
@@ -54,6 +63,8 @@ struct Options {
     std::string metricsJson, benchJson, image;
     int answerTokens = 32;
     std::vector<std::string> modes;
+    bool modelGiven = false;
+    mgd::ImportOptions import;
 };
 
 Options parse(int argc, char **argv) {
@@ -77,7 +88,27 @@ Options parse(int argc, char **argv) {
     };
     for (int i = 2; i < argc; ++i) {
         const std::string a = argv[i];
-        if (a == "--model") o.model = need(i);
+        if (a == "--model") {
+            o.model = need(i);
+            o.modelGiven = true;
+        }
+        else if (a == "--arch") o.import.arch = need(i);
+        else if (a == "--vit") o.import.vit = need(i);
+        else if (a == "--q-former-model") o.import.qformer = need(i);
+        else if (a == "--llama-model") o.import.llamaModel = need(i);
+        else if (a == "--ckpt") o.import.ckpt = need(i);
+        else if (a == "--out") o.import.out = need(i);
+        else if (a == "--name") o.import.name = need(i);
+        else if (a == "--image-size") o.import.imageSize = static_cast<int>(num(i));
+        else if (a == "--vit-heads") o.import.vitHeads = static_cast<int>(num(i));
+        else if (a == "--q-former-heads") o.import.qformerHeads = static_cast<int>(num(i));
+        else if (a == "--lora-alpha") o.import.loraAlpha = num(i);
+        else if (a == "--dtype") {
+            const std::string v = need(i);
+            if (v != "float32" && v != "bfloat16" && v != "float16")
+                throw mgd::Error("--dtype must be float32, bfloat16 or float16");
+            o.engine.dtype = o.import.dtype = v;
+        }
         else if (a == "--image") {
             o.images.push_back(need(i));
             o.image = o.images.back();
@@ -281,8 +312,9 @@ int cmdStats(const Options &o) {
 int cmdVerify(const Options &o) {
     const std::string dir = !o.positional.empty() ? o.positional[0] : o.model;
     if (dir.empty()) throw mgd::Error("verify-reference needs a directory");
+    const std::string modelDir = !o.positional.empty() && o.modelGiven ? o.model : dir;
     mgd::Engine e(o.engine); // sets the thread count
-    auto report = mgd::checkReference(dir, o.tolerance, [](const mgd::ReferenceDiff &d) {
+    auto report = mgd::checkReference(dir, modelDir, o.tolerance, o.engine.dtype, [](const mgd::ReferenceDiff &d) {
         std::printf("%-48s %-4s max|diff| %.3g %s\n", d.name.c_str(), d.ok ? "ok" : "FAIL", d.maxAbs,
                     d.note.c_str());
     });
@@ -292,6 +324,31 @@ int cmdVerify(const Options &o) {
     std::printf("%s (tolerance %.0e, %zu checks)\n", report.ok() ? "PASS" : "FAIL", report.tolerance,
                 report.diffs.size());
     return report.ok() ? 0 : 1;
+}
+
+int cmdImport(const Options &o) {
+    std::string lastStage;
+    int lastPercent = -1;
+    const auto summary = mgd::importModel(o.import, [&](const mgd::ImportProgress &p) {
+        const int pct = static_cast<int>(p.fraction * 100);
+        if (p.stage != lastStage || pct / 5 != lastPercent / 5) {
+            std::fprintf(stderr, "[import %3d%%] %s %s\n", pct, p.stage.c_str(), p.detail.c_str());
+            lastStage = p.stage;
+            lastPercent = pct;
+        }
+    });
+    std::printf("imported %lld tensors (%.1f MB) into %s in %.1f s\n", static_cast<long long>(summary.tensors),
+                summary.bytesWritten / 1e6, summary.outDir.c_str(), summary.seconds);
+    for (const auto &n : summary.notes) std::printf("note: %s\n", n.c_str());
+    if (!summary.ignoredKeys.empty()) {
+        std::printf("%zu keys ignored, as the original ignores them:\n", summary.ignoredKeys.size());
+        const size_t show = std::min<size_t>(summary.ignoredKeys.size(), 40);
+        for (size_t i = 0; i < show; ++i) std::printf("  %s\n", summary.ignoredKeys[i].c_str());
+        if (show < summary.ignoredKeys.size()) std::printf("  ... and %zu more\n", summary.ignoredKeys.size() - show);
+    }
+    std::printf("open it with: minigpt-desk --model %s   (or minigpt-cli chat --model %s)\n", summary.outDir.c_str(),
+                summary.outDir.c_str());
+    return 0;
 }
 
 int cmdInfo(const Options &o) {
@@ -315,6 +372,7 @@ int main(int argc, char **argv) {
         if (o.command == "ask") return cmdAsk(o);
         if (o.command == "chat") return cmdChat(o);
         if (o.command == "verify-reference") return cmdVerify(o);
+        if (o.command == "import") return cmdImport(o);
         if (o.command == "info") return cmdInfo(o);
         if (o.command == "bench") return cmdBench(o);
         if (o.command == "preload") return cmdPreload(o);

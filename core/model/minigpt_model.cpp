@@ -14,7 +14,7 @@ namespace fs = std::filesystem;
 
 MiniGptModel::~MiniGptModel() = default;
 
-std::unique_ptr<MiniGptModel> MiniGptModel::load(const std::string &dir) {
+std::unique_ptr<MiniGptModel> MiniGptModel::load(const std::string &dir, const std::string &dtype) {
     if (!fs::is_directory(dir)) throw Error("model folder '" + dir + "' does not exist");
     std::unique_ptr<MiniGptModel> m(new MiniGptModel());
     m->dir_ = dir;
@@ -28,6 +28,11 @@ std::unique_ptr<MiniGptModel> MiniGptModel::load(const std::string &dir) {
         throw Error("model folder '" + dir + "': tokenizer.model has " +
                     std::to_string(m->tokenizer_->vocabSize()) + " pieces but the LLM vocab is " +
                     std::to_string(c.llm.vocabSize));
+    if (!dtype.empty()) {
+        if (dtype != "float32" && dtype != "bfloat16" && dtype != "float16")
+            throw Error("dtype '" + dtype + "': expected float32, bfloat16 or float16");
+        m->config_.dtype = dtype;
+    }
     // fp16 matmul is not implemented on CPU in libtorch 1.13: run fp16 checkpoints in fp32 there.
     m->dtype_ = c.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
 

@@ -25,8 +25,9 @@ struct VisionTrace {
 
 class MiniGptModel {
 public:
-    // Throws mgd::Error naming the file/tensor/key at fault.
-    static std::unique_ptr<MiniGptModel> load(const std::string &dir);
+    // Throws mgd::Error naming the file/tensor/key at fault. `dtype` ("", float32, bfloat16,
+    // float16) overrides the folder's config.json.
+    static std::unique_ptr<MiniGptModel> load(const std::string &dir, const std::string &dtype = "");
     ~MiniGptModel();
 
     // pixels [1, 3, S, S] -> projected visual tokens [1, T, llm hidden]

@@ -84,7 +84,7 @@ SafetensorsFile::SafetensorsFile(const std::string &path) : path_(path) {
     size_ = static_cast<size_t>(st.st_size);
     try {
         if (size_ < 8) throw fail("too short (" + std::to_string(size_) + " bytes) to hold a header");
-        map_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
+        map_ = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd_, 0);
         if (map_ == MAP_FAILED) {
             map_ = nullptr;
             throw fail(std::string("mmap failed: ") + std::strerror(errno));
@@ -186,6 +186,36 @@ at::Tensor SafetensorsFile::load(const std::string &name) const {
     at::Tensor t = at::empty(ti.shape, at::TensorOptions().dtype(toScalarType(ti.dtype)));
     if (ti.end > ti.begin) std::memcpy(t.data_ptr(), data(name), ti.end - ti.begin);
     return t;
+}
+
+at::Tensor SafetensorsFile::view(const std::shared_ptr<const SafetensorsFile> &self,
+                                 const std::string &name) {
+    const TensorInfo &ti = self->info(name);
+    void *p = const_cast<void *>(self->data(name));
+    if (reinterpret_cast<uintptr_t>(p) % dtypeSize(ti.dtype) != 0) return at::Tensor();
+    std::shared_ptr<const SafetensorsFile> keep = self;
+    return at::from_blob(
+        p, ti.shape, [keep](void *) mutable { keep.reset(); },
+        at::TensorOptions().dtype(toScalarType(ti.dtype)));
+}
+
+namespace {
+void dropPages(void *map, size_t mapSize, size_t begin, size_t end) {
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    // Whole pages inside [begin, end) only: a neighbour's bytes on a shared page stay.
+    const size_t b = (begin + page - 1) / page * page;
+    const size_t e = std::min(end, mapSize) / page * page;
+    if (e > b) ::madvise(static_cast<uint8_t *>(map) + b, e - b, MADV_DONTNEED);
+}
+} // namespace
+
+void SafetensorsFile::release(const std::string &name) const {
+    const TensorInfo &ti = info(name);
+    if (map_) dropPages(map_, size_, dataStart_ + ti.begin, dataStart_ + ti.end);
+}
+
+void SafetensorsFile::releaseAll() const {
+    if (map_) dropPages(map_, size_, 0, size_);
 }
 
 void writeSafetensors(const std::string &path,

@@ -43,6 +43,15 @@ public:
     const void *data(const std::string &name) const;
     // A tensor that owns a copy of the bytes (so the file may be closed afterwards).
     at::Tensor load(const std::string &name) const;
+    // A tensor over the mapped bytes themselves (no copy), keeping `self` (this file) open as
+    // long as the tensor lives; undefined when the bytes are not aligned for the dtype. The
+    // mapping is private copy-on-write: writing to the tensor never reaches the file.
+    static at::Tensor view(const std::shared_ptr<const SafetensorsFile> &self, const std::string &name);
+    // Drops the mapped pages of `name` (or of the whole file) from this process's memory; the
+    // next access reads them again from the page cache. Keeps a copied-out tensor from
+    // being held twice.
+    void release(const std::string &name) const;
+    void releaseAll() const;
 
 private:
     std::string path_;

@@ -32,6 +32,16 @@ std::string canonicalName(const std::string &key) {
     return key;
 }
 
+at::ScalarType toScalar(DType d) {
+    switch (d) {
+    case DType::F32: return at::kFloat;
+    case DType::F16: return at::kHalf;
+    case DType::BF16: return at::kBFloat16;
+    case DType::I64: return at::kLong;
+    }
+    return at::kFloat;
+}
+
 } // namespace
 
 Weights Weights::openFiles(const std::vector<std::string> &files) {
@@ -133,6 +143,9 @@ std::string Weights::fingerprint(const std::string &salt, const std::vector<std:
         XXH3_128bits_update(st, name.data(), name.size());
         XXH3_128bits_update(st, src.file->data(src.key), info.end - info.begin);
     }
+    // Hashing touched every byte of those tensors; what the modules hold is already copied
+    // or viewed, so the pages the hash alone brought in are dropped again.
+    for (const auto &f : files_) f->releaseAll();
     const XXH128_hash_t h = XXH3_128bits_digest(st);
     XXH3_freeState(st);
     char buf[40];
@@ -152,7 +165,15 @@ at::Tensor Weights::take(const std::string &name, const std::vector<int64_t> &sh
     if (info.dtype == DType::I64 && dtype != at::kLong)
         throw Error("weights '" + s->file->path() + "': tensor '" + name +
                     "' is I64 but a floating-point tensor is expected");
-    return loadRaw(name).to(dtype).contiguous();
+    const bool lora = has(name.substr(0, name.size() - std::string(".weight").size()) + ".lora_A.weight");
+    if (!lora && toScalar(info.dtype) == dtype) {
+        // Stored as computed: the tensor is the mapped bytes themselves (one copy in memory).
+        at::Tensor v = SafetensorsFile::view(s->file, s->key);
+        if (v.defined()) return v;
+    }
+    at::Tensor t = loadRaw(name).to(dtype).contiguous();
+    s->file->release(s->key); // the copy is what stays; the mapped source pages go
+    return t;
 }
 
 at::Tensor Weights::takeOptional(const std::string &name, const std::vector<int64_t> &shape,

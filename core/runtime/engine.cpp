@@ -13,6 +13,7 @@
 #include "core/cache/feature_cache.h"
 #include "core/cache/response_cache.h"
 #include "core/image/preprocess.h"
+#include "core/import/importer.h"
 #include "core/memory/memory_pool.h"
 #include "core/model/minigpt_model.h"
 #include "core/runtime/answer_text.h"
@@ -92,7 +93,7 @@ Engine::~Engine() {
 }
 
 void Engine::loadModel(const std::string &dir) {
-    auto m = MiniGptModel::load(dir); // throws; the current model stays on failure
+    auto m = MiniGptModel::load(dir, settings_.dtype); // throws; the current model stays on failure
     conversations_.clear();
     features_.reset();
     pool_.reset();
@@ -654,6 +655,12 @@ TurnResult Engine::generate(Conversation &c, const SamplingParams &sp, const Tok
                            CachedResponse{stream.text(), generated, answer.answerIds, stats.stopReason});
     c.messages.push_back(std::move(answer));
     return r;
+}
+
+ImportSummary importOriginalModel(const ImportOptions &options,
+                                  const std::function<void(const ImportProgress &)> &progress,
+                                  const std::atomic<bool> *cancel) {
+    return importModel(options, progress, cancel);
 }
 
 } // namespace mgd

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/image/image_decode.h"
+#include "core/import/import_options.h"
 #include "core/metrics/metrics.h"
 #include "core/runtime/sampling.h"
 
@@ -33,6 +34,7 @@ enum class EvictionPolicy { Lru, Lfu };
 struct EngineSettings {
     int threads = 0;              // 0: one per core (Debian's libtorch defaults to 1)
     std::string device = "cpu";   // "cpu" or "cuda" (when libtorch was built with CUDA)
+    std::string dtype;            // "": the model folder's; float32 | bfloat16 | float16
     bool kvReuse = true;          // off: re-prefill the whole conversation every turn (the original)
     bool featureCache = true;     // image-feature cache (tiers below)
     bool prefixCache = true;      // a new conversation reuses the KV of a shared prefix
@@ -188,5 +190,13 @@ private:
     std::unique_ptr<FeatureCache> features_;
     std::unique_ptr<ResponseCache> responses_;
 };
+
+// Makes a model folder from the original MiniGPT-4 / MiniGPT-v2 downloads (File > Import
+// model..., `minigpt-cli import`). Blocking: call it off the UI thread. `cancel` may be set
+// from another thread. Throws mgd::Error naming the file and key at fault; a failed or
+// cancelled import leaves no folder behind.
+ImportSummary importOriginalModel(const ImportOptions &options,
+                                  const std::function<void(const ImportProgress &)> &progress = {},
+                                  const std::atomic<bool> *cancel = nullptr);
 
 } // namespace mgd

@@ -85,10 +85,16 @@ std::vector<int64_t> layoutOf(const std::vector<PromptChunk> &chunks, int imageT
 
 ReferenceReport checkReference(const std::string &dir, double tolerance,
                                const std::function<void(const ReferenceDiff &)> &progress) {
+    return checkReference(dir, dir, tolerance, "", progress);
+}
+
+ReferenceReport checkReference(const std::string &dir, const std::string &modelDir, double tolerance,
+                               const std::string &dtype,
+                               const std::function<void(const ReferenceDiff &)> &progress) {
     c10::InferenceMode guard;
     ReferenceReport report;
     report.tolerance = tolerance;
-    auto model = MiniGptModel::load(dir);
+    auto model = MiniGptModel::load(modelDir, dtype);
     const ModelConfig &cfg = model->config();
     const fs::path d(dir);
     SafetensorsFile ref((d / "reference.safetensors").string());

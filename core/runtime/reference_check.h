@@ -26,5 +26,10 @@ struct ReferenceReport {
 // Throws mgd::Error when the directory cannot be loaded at all.
 ReferenceReport checkReference(const std::string &dir, double tolerance = 1e-4,
                                const std::function<void(const ReferenceDiff &)> &progress = {});
+// The same check with the weights of another model folder (an imported one) against the
+// reference recorded in `dir`; `dtype` ("" = the folder's) as MiniGptModel::load takes it.
+ReferenceReport checkReference(const std::string &dir, const std::string &modelDir, double tolerance,
+                               const std::string &dtype,
+                               const std::function<void(const ReferenceDiff &)> &progress = {});
 
 } // namespace mgd
