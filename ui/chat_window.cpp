@@ -8,6 +8,7 @@
 #include <QDockWidget>
 #include <QDragEnterEvent>
 #include <QFileDialog>
+#include <QFileInfo>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QMenuBar>
@@ -365,6 +366,7 @@ SettingsDialog *ChatWindow::openSettings() {
     auto *dlg = new SettingsDialog(
         settings_->values(), QString::fromStdString(controller_->modelSummary().promptTemplate), cuda, this);
     dlg->setAttribute(Qt::WA_DeleteOnClose);
+    dlg->offerModels(installedModels());
     connect(dlg, &QDialog::accepted, this, [this, dlg] { settings_->setValues(dlg->values()); });
     dlg->open();
     return dlg;
@@ -377,6 +379,18 @@ ImportDialog *ChatWindow::openImportDialog() {
     // Not modal: an import of the real files takes minutes, and the chat keeps working.
     dlg->show();
     return dlg;
+}
+
+QList<QPair<QString, QString>> ChatWindow::installedModels() const {
+    // The built-in model, then every folder File > Import Model… made (those with a config.json).
+    QList<QPair<QString, QString>> out;
+    if (!Settings::defaultModelDir().isEmpty())
+        out.append({tr("Built-in demo model"), Settings::defaultModelDir()});
+    const QDir models(QDir(store_->dataDir()).filePath("models"));
+    for (const QString &name : models.entryList(QDir::Dirs | QDir::NoDotAndDotDot, QDir::Name))
+        if (QFileInfo::exists(models.filePath(name + "/config.json")))
+            out.append({name, models.filePath(name)});
+    return out;
 }
 
 void ChatWindow::useModelFolder(const QString &dir) {

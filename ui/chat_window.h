@@ -72,6 +72,7 @@ private:
     void openImageDialog();
     void pasteImage();
     void useModelFolder(const QString &dir);
+    QList<QPair<QString, QString>> installedModels() const;
 
     Settings *settings_ = nullptr;
     ConversationStore *store_ = nullptr;

@@ -2,6 +2,7 @@
 
 #include <QCheckBox>
 #include <QComboBox>
+#include <QDir>
 #include <QDialogButtonBox>
 #include <QDoubleSpinBox>
 #include <QFileDialog>
@@ -77,6 +78,7 @@ SettingsDialog::SettingsDialog(const SettingsValues &values, const QString &prom
         seed_->setValue(static_cast<int>(d.sampling.seed));
         modelDir_->setText(d.modelDir);
         device_->setCurrentIndex(0);
+        dtype_->setCurrentIndex(0);
         threads_->setValue(d.engine.threads);
         systemPrompt_->clear();
         kvReuse_->setChecked(d.engine.kvReuse);
@@ -148,7 +150,25 @@ QWidget *SettingsDialog::modelPage(const QString &promptTemplate, bool cudaAvail
     auto *f = new QFormLayout(w);
     modelDir_ = new QLineEdit(initial_.modelDir, w);
     modelDir_->setObjectName("modelDir");
+    installed_ = new QComboBox(w);
+    installed_->setObjectName("installedModels");
+    installed_->addItem(tr("(other folder)"), QString());
+    connect(installed_, &QComboBox::activated, this, [this](int i) {
+        const QString dir = installed_->itemData(i).toString();
+        if (!dir.isEmpty()) modelDir_->setText(dir);
+    });
+    f->addRow(tr("Model:"), installed_);
     f->addRow(tr("Model folder:"), withBrowse(w, modelDir_, tr("Model folder")));
+    // bfloat16 halves the memory of an fp32 folder; float16 runs in float32 on a CPU (no fp16
+    // matrix products there).
+    dtype_ = new QComboBox(w);
+    dtype_->setObjectName("dtype");
+    dtype_->addItem(tr("As the model folder says"), QString());
+    dtype_->addItem(tr("bfloat16 (half the memory of float32)"), "bfloat16");
+    dtype_->addItem(tr("float32"), "float32");
+    dtype_->addItem(tr("float16 (CUDA; float32 on a CPU)"), "float16");
+    dtype_->setCurrentIndex(std::max(0, dtype_->findData(QString::fromStdString(e.dtype))));
+    f->addRow(tr("Precision:"), dtype_);
     device_ = new QComboBox(w);
     device_->setObjectName("device");
     device_->addItem(tr("CPU"), "cpu");
@@ -243,6 +263,14 @@ void SettingsDialog::updateEnabled() {
     poolSize_->setEnabled(pool_->isChecked());
 }
 
+void SettingsDialog::offerModels(const QList<QPair<QString, QString>> &models) {
+    for (const auto &[name, dir] : models) {
+        installed_->addItem(name, dir);
+        if (QDir(dir) == QDir(modelDir_->text().trimmed()))
+            installed_->setCurrentIndex(installed_->count() - 1);
+    }
+}
+
 SettingsValues SettingsDialog::values() const {
     SettingsValues v = initial_;
     v.sampling.greedy = greedy_->isChecked();
@@ -254,6 +282,7 @@ SettingsValues SettingsDialog::values() const {
     v.sampling.seed = seed_->value();
     v.modelDir = modelDir_->text().trimmed();
     v.engine.device = device_->currentData().toString().toStdString();
+    v.engine.dtype = dtype_->currentData().toString().toStdString();
     v.engine.threads = threads_->value();
     v.engine.systemPrompt = systemPrompt_->toPlainText().toStdString();
     v.engine.kvReuse = kvReuse_->isChecked();

@@ -20,6 +20,9 @@ public:
     SettingsDialog(const SettingsValues &values, const QString &promptTemplate, bool cudaAvailable,
                    QWidget *parent = nullptr);
     SettingsValues values() const;
+    // Model folders to offer in a list above the folder field (name, folder): the built-in
+    // model and the imported ones (File > Import Model…).
+    void offerModels(const QList<QPair<QString, QString>> &models);
 
 private:
     QWidget *samplingPage();
@@ -34,7 +37,8 @@ private:
     QSpinBox *topK_ = nullptr, *maxNew_ = nullptr, *seed_ = nullptr;
     // Model
     QLineEdit *modelDir_ = nullptr;
-    QComboBox *device_ = nullptr;
+    QComboBox *installed_ = nullptr;
+    QComboBox *device_ = nullptr, *dtype_ = nullptr;
     QSpinBox *threads_ = nullptr;
     QPlainTextEdit *systemPrompt_ = nullptr;
     // Caches and memory

@@ -21,6 +21,7 @@
 #include "ui/conversation_list.h"
 #include "ui/conversation_store.h"
 #include "ui/example_gallery.h"
+#include "ui/import_dialog.h"
 #include "ui/message_list_view.h"
 #include "ui/message_widget.h"
 #include "ui/perf_panel.h"
@@ -469,6 +470,38 @@ private slots:
         QCOMPARE(o.engineMessages.size(), size_t{4});
         QCOMPARE(o.engineMessages[0].imageHashes.size(), size_t{1});
         QCOMPARE(o.stats.imagesEncoded, 1); // a different vision model: new features
+    }
+
+    void importedModelIsOfferedInSettingsAndLoads() {
+        QTemporaryDir dir;
+        writeSettings(dir);
+        auto w = openWindow(dir);
+        QVERIFY(waitReady(*w));
+        // File > Import Model… on the tiny MiniGPT-v2 originals, into the app's models folder.
+        ImportDialog *imp = w->openImportDialog();
+        const QString orig = QStringLiteral(MGD_TEST_DATA "/reference-original/minigptv2-tiny-hi/");
+        const QString out = dir.filePath("data/models/tiny-v2");
+        imp->setInputs("minigptv2", orig + "eva_vit_g.pth", "", orig + "llama2-chat",
+                       orig + "minigptv2_checkpoint.pth", out, "float32");
+        imp->setAdvanced(64, 4, 0, 0);
+        QSignalSpy finished(imp, &ImportDialog::finished);
+        imp->startImport();
+        QTRY_VERIFY_WITH_TIMEOUT(finished.size() == 1, 60000);
+        QVERIFY2(finished[0][0].toBool(), qPrintable(finished[0][1].toString()));
+        // The settings dialog lists it with the built-in model.
+        SettingsDialog *dlg = w->openSettings();
+        auto *models = dlg->findChild<QComboBox *>("installedModels");
+        QVERIFY(models->findData(out) >= 0);
+        QVERIFY(models->findData(Settings::defaultModelDir()) >= 0);
+        dlg->reject();
+        // "Use this model" loads it.
+        auto *use = imp->findChild<QPushButton *>("useButton");
+        QVERIFY(use);
+        use->click();
+        QTRY_COMPARE_WITH_TIMEOUT(QString::fromStdString(w->controller()->modelSummary().architecture),
+                                  QStringLiteral("minigptv2"), 10000);
+        QVERIFY(waitReady(*w));
+        QCOMPARE(w->settings()->values().modelDir, out);
     }
 
     void conversationSurvivesRestart() {
