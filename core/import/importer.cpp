@@ -2,7 +2,10 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <chrono>
 #include <cmath>
@@ -47,6 +50,21 @@ struct TempFolder {
         if (!keep && !path.empty()) fs::remove_all(path, ec);
     }
 };
+
+// A killed import leaves its temporary folder (it never loads: config.json comes last); the
+// next import to the same name removes those whose process is gone.
+void removeStaleImports(const fs::path &parent, const std::string &prefix) {
+    std::error_code ec;
+    for (const auto &e : fs::directory_iterator(parent, ec)) {
+        const std::string n = e.path().filename().string();
+        if (n.rfind(prefix, 0) != 0) continue;
+        const std::string pid = n.substr(prefix.size());
+        if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos)
+            continue;
+        if (::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH)
+            fs::remove_all(e.path(), ec);
+    }
+}
 
 } // namespace
 
@@ -116,8 +134,9 @@ ImportSummary importModel(const ImportOptions &o, const std::function<void(const
     const double total = static_cast<double>(inputBytes) + 2.0 * static_cast<double>(outputBytes);
 
     TempFolder tmp;
-    tmp.path =
-        out.parent_path() / ("." + out.filename().string() + ".importing-" + std::to_string(::getpid()));
+    const std::string tmpPrefix = "." + out.filename().string() + ".importing-";
+    removeStaleImports(out.parent_path(), tmpPrefix);
+    tmp.path = out.parent_path() / (tmpPrefix + std::to_string(::getpid()));
     fs::remove_all(tmp.path);
     fs::create_directory(tmp.path);
 

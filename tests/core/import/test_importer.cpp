@@ -3,7 +3,10 @@
 // inputs give the fp16-rounded weights; the known user mistakes get their hint; a
 // cancelled import leaves nothing that loads.
 #include <ATen/ATen.h>
+#include <QElapsedTimer>
+#include <QProcess>
 #include <QTemporaryDir>
+#include <QThread>
 #include <QtTest>
 
 #include <filesystem>
@@ -126,6 +129,7 @@ private slots:
     void posEmbedInterpolationMatchesTheOriginal();
     void knownMistakesGetAHint();
     void cancelledImportLeavesNothing();
+    void killedImportLeavesNothingThatLoads();
 };
 
 void TestImporter::minigpt4Fp32IsTheReferenceAndPassesTheCheck() {
@@ -383,6 +387,70 @@ void TestImporter::cancelledImportLeavesNothing() {
     // The output path is still free: the same import then succeeds.
     mgd::importModel(minigpt4Options(out));
     QVERIFY(mgd::MiniGptModel::load(out) != nullptr);
+}
+
+void TestImporter::killedImportLeavesNothingThatLoads() {
+    // `minigpt-cli import` killed at moments spread over its run: the output either does not
+    // exist or is complete; what a killed run leaves is a hidden folder that never loads, and
+    // the next import to that name clears it.
+    QTemporaryDir tmp;
+    const auto o = minigptv2Options(tmp.path().toStdString() + "/killed");
+    const QStringList args{"import",
+                           "--arch",
+                           "minigptv2",
+                           "--vit",
+                           QString::fromStdString(o.vit),
+                           "--llama-model",
+                           QString::fromStdString(o.llamaModel),
+                           "--ckpt",
+                           QString::fromStdString(o.ckpt),
+                           "--out",
+                           QString::fromStdString(o.out),
+                           "--image-size",
+                           "64",
+                           "--vit-heads",
+                           "4"};
+    // How long a whole run takes here, to spread the kills over it.
+    QElapsedTimer timer;
+    timer.start();
+    QProcess full;
+    full.start(MGD_CLI, args);
+    QVERIFY(full.waitForFinished(60000));
+    QCOMPARE(full.exitCode(), 0);
+    const qint64 runMs = std::max<qint64>(timer.elapsed(), 20);
+    fs::remove_all(o.out);
+    int completed = 0, killed = 0;
+    for (int i = 0; i < 12; ++i) {
+        QProcess p;
+        p.start(MGD_CLI, args);
+        QVERIFY(p.waitForStarted());
+        QThread::msleep(static_cast<unsigned long>(runMs * i / 12));
+        p.kill();
+        p.waitForFinished();
+        if (fs::exists(o.out)) {
+            ++completed; // finished before the kill: then it is whole
+            QVERIFY(mgd::MiniGptModel::load(o.out) != nullptr);
+            fs::remove_all(o.out);
+        } else {
+            ++killed;
+        }
+        for (const auto &e : fs::directory_iterator(tmp.path().toStdString())) {
+            QVERIFY(e.path().filename().string().rfind(".killed.importing-", 0) == 0);
+            bool refused = false;
+            try {
+                mgd::MiniGptModel::load(e.path().string());
+            } catch (const mgd::Error &) {
+                refused = true;
+            }
+            QVERIFY2(refused, e.path().c_str());
+        }
+    }
+    QVERIFY(killed > 0);
+    // The next import removes the leftovers of the killed ones.
+    mgd::importModel(o);
+    for (const auto &e : fs::directory_iterator(tmp.path().toStdString()))
+        QCOMPARE(e.path().filename().string(), std::string("killed"));
+    qInfo("%d runs killed, %d finished first", killed, completed);
 }
 
 QTEST_GUILESS_MAIN(TestImporter)
