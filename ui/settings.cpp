@@ -1,5 +1,7 @@
 #include "ui/settings.h"
 
+#include "core/util/install_paths.h"
+
 #include <QSettings>
 
 #ifndef MGD_DEFAULT_MODEL
@@ -24,7 +26,7 @@ Settings::Settings(const QString &iniPath, QObject *parent)
 Settings::~Settings() = default;
 
 QString Settings::defaultModelDir() {
-    return QStringLiteral(MGD_DEFAULT_MODEL);
+    return QString::fromStdString(mgd::defaultModelDir(MGD_DEFAULT_MODEL));
 }
 
 SettingsValues Settings::defaults() {

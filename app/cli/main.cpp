@@ -16,6 +16,7 @@
 #include "core/runtime/reference_check.h"
 #include "core/train/demo_train.h"
 #include "core/util/error.h"
+#include "core/util/install_paths.h"
 
 #ifndef MGD_DEFAULT_MODEL
 #define MGD_DEFAULT_MODEL ""
@@ -42,6 +43,7 @@ commands:
   bench  [--model DIR] [--answer-tokens N] [--json FILE] [--modes a,b,..] [--image FILE]
          the scripted 10-turn benchmark: original MiniGPT-4 behaviour vs each optimisation
   train-demo --out DIR [--seed N] [--minutes M]   train the built-in demo model (resumable)
+  --version                           print the version
   eval-demo  --model DIR [--questions N] [--seed S] exact-match accuracy per question type
 
 sampling: --greedy  --temperature T  --top-p P  --top-k K  --repetition-penalty R
@@ -54,7 +56,7 @@ other:    --threads N  --device cpu|cuda  --dtype float32|bfloat16|float16 (over
 )";
 
 struct Options {
-    std::string command, model = MGD_DEFAULT_MODEL, dir;
+    std::string command, model = mgd::defaultModelDir(MGD_DEFAULT_MODEL), dir;
     std::vector<std::string> images, positional;
     mgd::SamplingParams sampling;
     mgd::EngineSettings engine;
@@ -71,6 +73,10 @@ Options parse(int argc, char **argv) {
     Options o;
     if (argc < 2) throw mgd::Error(std::string("missing command\n") + kUsage);
     o.command = argv[1];
+    if (o.command == "--version" || o.command == "version") {
+        o.command = "version";
+        return o;
+    }
     auto need = [&](int &i) -> std::string {
         if (i + 1 >= argc) throw mgd::Error(std::string("option ") + argv[i] + " needs a value");
         return argv[++i];
@@ -257,9 +263,9 @@ std::string cacheDir() {
 
 int cmdBench(const Options &o) {
     mgd::BenchOptions b;
-    b.modelDir = o.model == MGD_DEFAULT_MODEL ? "" : o.model; // default: the generated bench model
+    b.modelDir = o.modelGiven ? o.model : ""; // default: the generated bench model
     b.cacheDir = cacheDir();
-    b.tokenizerPath = std::string(MGD_DEFAULT_MODEL) + "/tokenizer.model";
+    b.tokenizerPath = mgd::defaultModelDir(MGD_DEFAULT_MODEL) + "/tokenizer.model";
     b.imagePath = o.image;
     b.answerTokens = o.answerTokens;
     b.threads = o.engine.threads;
@@ -373,6 +379,10 @@ int main(int argc, char **argv) {
         if (o.command == "chat") return cmdChat(o);
         if (o.command == "verify-reference") return cmdVerify(o);
         if (o.command == "import") return cmdImport(o);
+        if (o.command == "version") {
+            std::printf("minigpt-cli %s\n", MGD_VERSION);
+            return 0;
+        }
         if (o.command == "info") return cmdInfo(o);
         if (o.command == "bench") return cmdBench(o);
         if (o.command == "preload") return cmdPreload(o);

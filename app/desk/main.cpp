@@ -51,7 +51,8 @@ int main(int argc, char **argv) {
     QApplication::setApplicationDisplayName("MiniGPT Desk");
     QApplication::setApplicationVersion(MGD_VERSION);
     QApplication::setWindowIcon(appIcon());
-    QApplication::setDesktopFileName("minigpt-desk");
+    // The desktop file (and AppStream) id: Wayland matches windows to the menu entry by it.
+    QApplication::setDesktopFileName("io.github.minigptdesk.MiniGPTDesk");
 
     QCommandLineParser cli;
     cli.setApplicationDescription("Chat about images with MiniGPT-4-family models.");

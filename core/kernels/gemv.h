@@ -1,0 +1,112 @@
+#pragma once
+// Matrix-vector products y[r] = sum_c W[r,c] * x[c] (+ bias[r]) for one decoded token: they are
+// memory-bandwidth bound, so the kernels stream each weight byte once at the memory roofline.
+// Each call computes the row range [r0, r1) of y so a caller can split rows across threads; it
+// never allocates. The instruction set is picked at run time (cpu_features.h: activeLevel()).
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <new>
+
+namespace mgd::kernels {
+
+// An owned, 64-byte aligned array (moveable, not copyable). resize() discards the contents and
+// reallocates only when growing.
+template <class T> class AlignedBuffer {
+public:
+    AlignedBuffer() = default;
+    explicit AlignedBuffer(size_t n) { resize(n); }
+    void resize(size_t n) {
+        if (n > capacity_) {
+            const size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
+            T *p = static_cast<T *>(std::aligned_alloc(64, bytes));
+            if (!p) throw std::bad_alloc();
+            ptr_.reset(p);
+            capacity_ = n;
+        }
+        size_ = n;
+    }
+    T *data() { return ptr_.get(); }
+    const T *data() const { return ptr_.get(); }
+    size_t size() const { return size_; }
+
+private:
+    struct Free {
+        void operator()(T *p) const { std::free(p); }
+    };
+    std::unique_ptr<T, Free> ptr_;
+    size_t size_ = 0, capacity_ = 0;
+};
+
+// Row-major bf16 weights, used in place (e.g. memory-mapped): a view, never a copy. stride is in
+// elements (>= cols; -1: cols). Any alignment works; 64 bytes is fastest.
+struct PackedBf16 {
+    const uint16_t *data = nullptr;
+    int64_t rows = 0, cols = 0, stride = 0;
+    PackedBf16() = default;
+    PackedBf16(const uint16_t *data, int64_t rows, int64_t cols, int64_t stride = -1);
+    size_t bytes() const { return static_cast<size_t>(rows * cols) * 2; }
+};
+
+// Row-major fp32 weights, used in place.
+struct PackedF32 {
+    const float *data = nullptr;
+    int64_t rows = 0, cols = 0, stride = 0;
+    PackedF32() = default;
+    PackedF32(const float *data, int64_t rows, int64_t cols, int64_t stride = -1);
+    size_t bytes() const { return static_cast<size_t>(rows * cols) * 4; }
+};
+
+// Symmetric int8 weights, one fp16 scale per 32 consecutive values of a row (scale = maxabs/127
+// rounded UP to fp16, so |q| <= 127 and |w - q*scale| <= scale/2). 1.0625 bytes per weight.
+// Rows are padded with zero weights to an even number of groups (64 bytes) and the scale rows to
+// a multiple of 16 groups, so the kernels need no tail handling.
+struct PackedQ8 {
+    int64_t rows = 0, cols = 0;
+    int64_t groups = 0;      // ceil(cols / 32)
+    int64_t qStride = 0;     // bytes per row of q: round_up(groups, 2) * 32
+    int64_t scaleStride = 0; // scales per row: round_up(groups, 16)
+    AlignedBuffer<int8_t> q;
+    AlignedBuffer<uint16_t> scales; // fp16 bits
+    const int8_t *row(int64_t r) const { return q.data() + r * qStride; }
+    const uint16_t *rowScales(int64_t r) const { return scales.data() + r * scaleStride; }
+    float scale(int64_t r, int64_t g) const;
+    float dequantize(int64_t r, int64_t c) const { return row(r)[c] * scale(r, c / 32); }
+    size_t bytes() const { return static_cast<size_t>(rows * (cols + groups * 2)); } // streamed
+};
+
+// Quantizes row-major weights (stride in elements, -1: cols). Threads over rows for big matrices.
+// Bad shapes, non-finite weights or a group maxabs beyond fp16 range (> 65504 * 127): mgd::Error.
+PackedQ8 quantizeQ8(const float *src, int64_t rows, int64_t cols, int64_t stride = -1);
+PackedQ8 quantizeQ8(const uint16_t *bf16Src, int64_t rows, int64_t cols, int64_t stride = -1);
+
+// An input vector quantized once per token (per distinct x) and shared by every row and thread:
+// int8 in groups of 32 with an fp32 scale each (maxabs/127), zero-padded to a multiple of 16
+// groups. `init` is what the AVX-512 VNNI kernel starts each 2-group dot product from.
+struct Q8Activation {
+    int64_t cols = 0, groups = 0;
+    AlignedBuffer<int8_t> q;
+    AlignedBuffer<float> scale;
+    AlignedBuffer<int32_t> init;
+};
+// Grows `out`'s buffers only when cols exceeds what they hold. Non-finite x: mgd::Error.
+void quantizeActivationQ8(const float *x, int64_t cols, Q8Activation &out);
+
+// y[r] = W[r,:] . x (+ bias[r]) for r in [r0, r1); bias may be null; x has W.cols entries, y and
+// bias are indexed by row (so y has at least r1 entries). Products are exact in fp32 (bf16 *
+// bf16 or bf16 * fp32 mantissas fit), accumulated in fp32.
+void gemvBf16(const PackedBf16 &w, const float *x, float *y, const float *bias, int64_t r0, int64_t r1);
+// bf16 activations: AVX512-BF16 vdpbf16ps where present (denormals flushed, as the hardware does).
+void gemvBf16(const PackedBf16 &w, const uint16_t *x, float *y, const float *bias, int64_t r0,
+              int64_t r1);
+void gemvF32(const PackedF32 &w, const float *x, float *y, const float *bias, int64_t r0, int64_t r1);
+// x from quantizeActivationQ8 with x.cols == w.cols; group dot products are exact int32.
+void gemvQ8(const PackedQ8 &w, const Q8Activation &x, float *y, const float *bias, int64_t r0, int64_t r1);
+
+// fp16 <-> fp32 without F16C (load-time and reference use).
+float halfToFloat(uint16_t h);
+// The smallest fp16 >= v, for 0 < v <= 65504 (0 for v <= 0).
+uint16_t floatToHalfUp(float v);
+
+} // namespace mgd::kernels

@@ -1,0 +1,233 @@
+// AVX-512 kernels (KernelLevel::Avx512). Target attributes per function, not global -m flags:
+// the project is built for generic x86-64 and calls these only when cpu_features says so.
+// Each kernel handles 4 rows at a time so every load of x serves 4 weight rows, with enough
+// independent accumulators to hide FMA latency; column tails use masked loads.
+#include "core/kernels/gemv_impl.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define MGD_T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+#define MGD_T512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512bf16")))
+#define MGD_T512_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512vnni")))
+#define MGD_UNROLL _Pragma("GCC unroll 8")
+
+namespace mgd::kernels::detail::avx512 {
+
+namespace {
+
+constexpr int kRows = 4;
+
+// Masks for the first n (< 32) elements of a 32-element step: 16-bit lanes, then the two fp32 halves.
+MGD_T512 inline __mmask32 mask32(int64_t n) { return static_cast<__mmask32>((1ull << n) - 1); }
+MGD_T512 inline __mmask16 maskLo(int64_t n) { return n >= 16 ? 0xffff : static_cast<__mmask16>((1u << n) - 1); }
+MGD_T512 inline __mmask16 maskHi(int64_t n) {
+    return n <= 16 ? 0 : static_cast<__mmask16>((1u << (n - 16)) - 1);
+}
+
+// bf16 pairs in 32-bit lanes: the even element is the low half (shift it up), the odd one the
+// high half (mask the low half off); both are then exact fp32.
+MGD_T512 inline __m512 evenBf16(__m512i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)); }
+MGD_T512 inline __m512 oddBf16(__m512i v) {
+    return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
+}
+
+// One step of 32 columns: x split into even/odd columns (shared by the NR rows).
+template <int NR>
+MGD_T512 inline void stepBf16(const uint16_t *w, int64_t stride, __m512 xe, __m512 xo, __m512 *a0, __m512 *a1,
+                              __mmask32 m) {
+    MGD_UNROLL
+    for (int r = 0; r < NR; ++r) {
+        const __m512i v = _mm512_maskz_loadu_epi16(m, w + r * stride);
+        a0[r] = _mm512_fmadd_ps(evenBf16(v), xe, a0[r]);
+        a1[r] = _mm512_fmadd_ps(oddBf16(v), xo, a1[r]);
+    }
+}
+
+template <int NR>
+MGD_T512 void rowsBf16F32(const uint16_t *w, int64_t stride, const float *x, int64_t cols, float *out) {
+    const __m512i evenIdx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i oddIdx = _mm512_add_epi32(evenIdx, _mm512_set1_epi32(1));
+    __m512 a0[NR], a1[NR];
+    MGD_UNROLL
+    for (int r = 0; r < NR; ++r) a0[r] = a1[r] = _mm512_setzero_ps();
+    int64_t c = 0;
+    for (; c + 32 <= cols; c += 32) {
+        const __m512 xa = _mm512_loadu_ps(x + c), xb = _mm512_loadu_ps(x + c + 16);
+        stepBf16<NR>(w + c, stride, _mm512_permutex2var_ps(xa, evenIdx, xb),
+                     _mm512_permutex2var_ps(xa, oddIdx, xb), a0, a1, ~__mmask32(0));
+    }
+    if (c < cols) {
+        const int64_t n = cols - c;
+        const __m512 xa = _mm512_maskz_loadu_ps(maskLo(n), x + c);
+        const __m512 xb = _mm512_maskz_loadu_ps(maskHi(n), x + c + 16);
+        stepBf16<NR>(w + c, stride, _mm512_permutex2var_ps(xa, evenIdx, xb),
+                     _mm512_permutex2var_ps(xa, oddIdx, xb), a0, a1, mask32(n));
+    }
+    MGD_UNROLL
+    for (int r = 0; r < NR; ++r) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
+}
+
+// bf16 x without AVX512-BF16: x splits into even/odd fp32 the same way as the weights.
+template <int NR>
+MGD_T512 void rowsBf16Bf16(const uint16_t *w, int64_t stride, const uint16_t *x, int64_t cols, float *out) {
+    __m512 a0[NR], a1[NR];
+    MGD_UNROLL
+    for (int r = 0; r < NR; ++r) a0[r] = a1[r] = _mm512_setzero_ps();
+    int64_t c = 0;
+    for (; c + 32 <= cols; c += 32) {
+        const __m512i xv = _mm512_loadu_si512(x + c);
+        stepBf16<NR>(w + c, stride, evenBf16(xv), oddBf16(xv), a0, a1, ~__mmask32(0));
+    }
+    if (c < cols) {
+        const __m512i xv = _mm512_maskz_loadu_epi16(mask32(cols - c), x + c);
+        stepBf16<NR>(w + c, stride, evenBf16(xv), oddBf16(xv), a0, a1, mask32(cols - c));
+    }
+    MGD_UNROLL
+    for (int r = 0; r < NR; ++r) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
+}
+
+// vdpbf16ps: 32 bf16 products per instruction, pairs summed into fp32 lanes. Two accumulators
+// per row (64 columns per iteration) keep 8 chains in flight.
+template <int NR>
+MGD_T512_BF16 void rowsBf16Dp(const uint16_t *w, int64_t stride, const uint16_t *x, int64_t cols, float *out) {
+    __m512 a0[NR], a1[NR];
+    MGD_UNROLL
+    for (int r = 0; r < NR; ++r) a0[r] = a1[r] = _mm512_setzero_ps();
+    int64_t c = 0;
+    for (; c + 64 <= cols; c += 64) {
+        const __m512bh x0 = (__m512bh)_mm512_loadu_si512(x + c);
+        const __m512bh x1 = (__m512bh)_mm512_loadu_si512(x + c + 32);
+        MGD_UNROLL
+        for (int r = 0; r < NR; ++r) {
+            a0[r] = _mm512_dpbf16_ps(a0[r], (__m512bh)_mm512_loadu_si512(w + r * stride + c), x0);
+            a1[r] = _mm512_dpbf16_ps(a1[r], (__m512bh)_mm512_loadu_si512(w + r * stride + c + 32), x1);
+        }
+    }
+    for (; c < cols; c += 32) {
+        const __mmask32 m = cols - c >= 32 ? ~__mmask32(0) : mask32(cols - c);
+        const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(m, x + c);
+        MGD_UNROLL
+        for (int r = 0; r < NR; ++r)
+            a0[r] = _mm512_dpbf16_ps(a0[r], (__m512bh)_mm512_maskz_loadu_epi16(m, w + r * stride + c), xv);
+    }
+    MGD_UNROLL
+    for (int r = 0; r < NR; ++r) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
+}
+
+template <int NR>
+MGD_T512 void rowsF32(const float *w, int64_t stride, const float *x, int64_t cols, float *out) {
+    __m512 a0[NR], a1[NR];
+    MGD_UNROLL
+    for (int r = 0; r < NR; ++r) a0[r] = a1[r] = _mm512_setzero_ps();
+    int64_t c = 0;
+    for (; c + 32 <= cols; c += 32) {
+        const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
+        MGD_UNROLL
+        for (int r = 0; r < NR; ++r) {
+            a0[r] = _mm512_fmadd_ps(_mm512_loadu_ps(w + r * stride + c), x0, a0[r]);
+            a1[r] = _mm512_fmadd_ps(_mm512_loadu_ps(w + r * stride + c + 16), x1, a1[r]);
+        }
+    }
+    for (; c < cols; c += 16) {
+        const __mmask16 m = maskLo(cols - c);
+        const __m512 xv = _mm512_maskz_loadu_ps(m, x + c);
+        MGD_UNROLL
+        for (int r = 0; r < NR; ++r)
+            a0[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + r * stride + c), xv, a0[r]);
+    }
+    MGD_UNROLL
+    for (int r = 0; r < NR; ++r) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
+}
+
+// int8 x int8 with vpdpbusd (unsigned x signed bytes): the weights are flipped to w + 128
+// (xor 0x80) and the activation's `init` lanes start each group at -128 * sum(x_q), so every
+// group's 8 lanes sum to the exact int32 dot product. One 64-byte load covers 2 groups; their
+// combined scales (weight fp16 * activation fp32, 16 groups per block) are spread over the
+// lanes with one permute.
+template <int NR>
+MGD_T512_VNNI void rowsQ8(const PackedQ8 &w, int64_t r, const Q8Activation &a, float *out) {
+    const int64_t groupsEven = w.qStride / 32;
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    const __m512i idx0 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i two = _mm512_set1_epi32(2);
+    const int8_t *q = w.row(r);
+    const uint16_t *s = w.rowScales(r);
+    __m512 acc[NR];
+    MGD_UNROLL
+    for (int i = 0; i < NR; ++i) acc[i] = _mm512_setzero_ps();
+    for (int64_t g0 = 0; g0 < groupsEven; g0 += 16) {
+        const __m512 sx = _mm512_load_ps(a.scale.data() + g0);
+        __m512 scale[NR];
+        MGD_UNROLL
+        for (int i = 0; i < NR; ++i)
+            scale[i] = _mm512_mul_ps(
+                _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i *>(s + i * w.scaleStride + g0))),
+                sx);
+        const int64_t end = g0 + 16 < groupsEven ? g0 + 16 : groupsEven;
+        __m512i idx = idx0;
+        for (int64_t g = g0; g < end; g += 2) {
+            const __m512i xq = _mm512_load_si512(a.q.data() + g * 32);
+            const __m512i init = _mm512_load_si512(a.init.data() + g * 8);
+            MGD_UNROLL
+            for (int i = 0; i < NR; ++i) {
+                const __m512i wv = _mm512_xor_si512(_mm512_load_si512(q + i * w.qStride + g * 32), flip);
+                const __m512i d = _mm512_dpbusd_epi32(init, wv, xq);
+                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(idx, scale[i]), acc[i]);
+            }
+            idx = _mm512_add_epi32(idx, two);
+        }
+    }
+    MGD_UNROLL
+    for (int i = 0; i < NR; ++i) out[i] = _mm512_reduce_add_ps(acc[i]);
+}
+
+template <class T, class X, class Fn4, class Fn1>
+MGD_T512 inline void overRows(const T &w, const X *x, float *y, const float *bias, int64_t r0, int64_t r1,
+                              Fn4 fn4, Fn1 fn1) {
+    float out[kRows];
+    int64_t r = r0;
+    for (; r + kRows <= r1; r += kRows) {
+        fn4(w.data + r * w.stride, w.stride, x, w.cols, out);
+        for (int i = 0; i < kRows; ++i) y[r + i] = finish(out[i], bias, r + i);
+    }
+    for (; r < r1; ++r) {
+        fn1(w.data + r * w.stride, w.stride, x, w.cols, out);
+        y[r] = finish(out[0], bias, r);
+    }
+}
+
+} // namespace
+
+void gemvBf16F32(const PackedBf16 &w, const float *x, float *y, const float *bias, int64_t r0, int64_t r1) {
+    overRows(w, x, y, bias, r0, r1, rowsBf16F32<kRows>, rowsBf16F32<1>);
+}
+
+void gemvBf16Bf16(const PackedBf16 &w, const uint16_t *x, float *y, const float *bias, int64_t r0,
+                  int64_t r1) {
+    if (useAvx512Bf16())
+        overRows(w, x, y, bias, r0, r1, rowsBf16Dp<kRows>, rowsBf16Dp<1>);
+    else
+        overRows(w, x, y, bias, r0, r1, rowsBf16Bf16<kRows>, rowsBf16Bf16<1>);
+}
+
+void gemvF32(const PackedF32 &w, const float *x, float *y, const float *bias, int64_t r0, int64_t r1) {
+    overRows(w, x, y, bias, r0, r1, rowsF32<kRows>, rowsF32<1>);
+}
+
+void gemvQ8(const PackedQ8 &w, const Q8Activation &x, float *y, const float *bias, int64_t r0, int64_t r1) {
+    float out[kRows];
+    int64_t r = r0;
+    for (; r + kRows <= r1; r += kRows) {
+        rowsQ8<kRows>(w, r, x, out);
+        for (int i = 0; i < kRows; ++i) y[r + i] = finish(out[i], bias, r + i);
+    }
+    for (; r < r1; ++r) {
+        rowsQ8<1>(w, r, x, out);
+        y[r] = finish(out[0], bias, r);
+    }
+}
+
+} // namespace mgd::kernels::detail::avx512
+
+#endif
