@@ -35,7 +35,9 @@ uint64_t xcr0() {
     return (static_cast<uint64_t>(hi) << 32) | lo;
 }
 
-bool bit(uint32_t v, int i) { return (v >> i) & 1u; }
+bool bit(uint32_t v, int i) {
+    return (v >> i) & 1u;
+}
 
 CpuFeatures detect() {
     CpuFeatures f;
@@ -57,8 +59,8 @@ CpuFeatures detect() {
     // Without OSXSAVE the OS does not save YMM/ZMM: no AVX at all, whatever cpuid says.
     if (!bit(l1.c, 27) || !bit(l1.c, 28)) return f;
     const uint64_t x = xcr0();
-    const bool ymm = (x & 0x6) == 0x6;       // SSE + AVX state
-    const bool zmm = (x & 0xe6) == 0xe6;     // + opmask, ZMM_Hi256, Hi16_ZMM
+    const bool ymm = (x & 0x6) == 0x6;           // SSE + AVX state
+    const bool zmm = (x & 0xe6) == 0xe6;         // + opmask, ZMM_Hi256, Hi16_ZMM
     const bool tiles = (x & 0x60000) == 0x60000; // XTILECFG + XTILEDATA
     if (!ymm) return f;
     f.fma = bit(l1.c, 12);
@@ -82,7 +84,9 @@ CpuFeatures detect() {
     return f;
 }
 #else
-CpuFeatures detect() { return {}; }
+CpuFeatures detect() {
+    return {};
+}
 #endif
 
 std::optional<KernelLevel> parseLevel(const char *s) {
@@ -140,10 +144,16 @@ void forceKernelLevel(std::optional<KernelLevel> level) {
     forced.store(level ? static_cast<int>(*level) : -1, std::memory_order_relaxed);
 }
 
-void forceNoAvx512Extensions(bool off) { noAvx512Ext.store(off, std::memory_order_relaxed); }
+void forceNoAvx512Extensions(bool off) {
+    noAvx512Ext.store(off, std::memory_order_relaxed);
+}
 
-bool useAvx512Bf16() { return cpuFeatures().avx512bf16 && !noAvx512Ext.load(std::memory_order_relaxed); }
-bool useAvx512Vnni() { return cpuFeatures().avx512vnni && !noAvx512Ext.load(std::memory_order_relaxed); }
+bool useAvx512Bf16() {
+    return cpuFeatures().avx512bf16 && !noAvx512Ext.load(std::memory_order_relaxed);
+}
+bool useAvx512Vnni() {
+    return cpuFeatures().avx512vnni && !noAvx512Ext.load(std::memory_order_relaxed);
+}
 
 const char *levelName(KernelLevel level) {
     switch (level) {
@@ -158,13 +168,18 @@ std::string describeCpu() {
     const CpuFeatures &f = cpuFeatures();
     std::string s = f.brand.empty() ? std::string("unknown CPU") : f.brand;
     s += " |";
-    const std::pair<const char *, bool> names[] = {
-        {"avx2", f.avx2},           {"fma", f.fma},
-        {"f16c", f.f16c},           {"avx512f", f.avx512f},
-        {"avx512bw", f.avx512bw},   {"avx512vl", f.avx512vl},
-        {"avx512dq", f.avx512dq},   {"avx512_bf16", f.avx512bf16},
-        {"avx512_vnni", f.avx512vnni}, {"avx_vnni", f.avxVnni},
-        {"amx_bf16", f.amxBf16},    {"amx_int8", f.amxInt8}};
+    const std::pair<const char *, bool> names[] = {{"avx2", f.avx2},
+                                                   {"fma", f.fma},
+                                                   {"f16c", f.f16c},
+                                                   {"avx512f", f.avx512f},
+                                                   {"avx512bw", f.avx512bw},
+                                                   {"avx512vl", f.avx512vl},
+                                                   {"avx512dq", f.avx512dq},
+                                                   {"avx512_bf16", f.avx512bf16},
+                                                   {"avx512_vnni", f.avx512vnni},
+                                                   {"avx_vnni", f.avxVnni},
+                                                   {"amx_bf16", f.amxBf16},
+                                                   {"amx_int8", f.amxInt8}};
     for (const auto &[name, has] : names)
         if (has) (s += ' ') += name;
     s += " | kernels: ";

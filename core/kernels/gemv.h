@@ -98,8 +98,7 @@ void quantizeActivationQ8(const float *x, int64_t cols, Q8Activation &out);
 // bf16 or bf16 * fp32 mantissas fit), accumulated in fp32.
 void gemvBf16(const PackedBf16 &w, const float *x, float *y, const float *bias, int64_t r0, int64_t r1);
 // bf16 activations: AVX512-BF16 vdpbf16ps where present (denormals flushed, as the hardware does).
-void gemvBf16(const PackedBf16 &w, const uint16_t *x, float *y, const float *bias, int64_t r0,
-              int64_t r1);
+void gemvBf16(const PackedBf16 &w, const uint16_t *x, float *y, const float *bias, int64_t r0, int64_t r1);
 void gemvF32(const PackedF32 &w, const float *x, float *y, const float *bias, int64_t r0, int64_t r1);
 // x from quantizeActivationQ8 with x.cols == w.cols; group dot products are exact int32.
 void gemvQ8(const PackedQ8 &w, const Q8Activation &x, float *y, const float *bias, int64_t r0, int64_t r1);

@@ -5,7 +5,13 @@
 #include "core/kernels/gemv_impl.h"
 
 #if defined(__x86_64__)
+// GCC 12 warns that the intrinsics' own _mm*_undefined_* placeholders are uninitialized (GCC bug
+// 105593): silence it for the header only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 
 #define MGD_T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 #define MGD_T512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512bf16")))
@@ -19,15 +25,21 @@ namespace {
 constexpr int kRows = 4;
 
 // Masks for the first n (< 32) elements of a 32-element step: 16-bit lanes, then the two fp32 halves.
-MGD_T512 inline __mmask32 mask32(int64_t n) { return static_cast<__mmask32>((1ull << n) - 1); }
-MGD_T512 inline __mmask16 maskLo(int64_t n) { return n >= 16 ? 0xffff : static_cast<__mmask16>((1u << n) - 1); }
+MGD_T512 inline __mmask32 mask32(int64_t n) {
+    return static_cast<__mmask32>((1ull << n) - 1);
+}
+MGD_T512 inline __mmask16 maskLo(int64_t n) {
+    return n >= 16 ? 0xffff : static_cast<__mmask16>((1u << n) - 1);
+}
 MGD_T512 inline __mmask16 maskHi(int64_t n) {
     return n <= 16 ? 0 : static_cast<__mmask16>((1u << (n - 16)) - 1);
 }
 
 // bf16 pairs in 32-bit lanes: the even element is the low half (shift it up), the odd one the
 // high half (mask the low half off); both are then exact fp32.
-MGD_T512 inline __m512 evenBf16(__m512i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)); }
+MGD_T512 inline __m512 evenBf16(__m512i v) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+}
 MGD_T512 inline __m512 oddBf16(__m512i v) {
     return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
 }
@@ -90,7 +102,8 @@ MGD_T512 void rowsBf16Bf16(const uint16_t *w, int64_t stride, const uint16_t *x,
 // vdpbf16ps: 32 bf16 products per instruction, pairs summed into fp32 lanes. Two accumulators
 // per row (64 columns per iteration) keep 8 chains in flight.
 template <int NR>
-MGD_T512_BF16 void rowsBf16Dp(const uint16_t *w, int64_t stride, const uint16_t *x, int64_t cols, float *out) {
+MGD_T512_BF16 void rowsBf16Dp(const uint16_t *w, int64_t stride, const uint16_t *x, int64_t cols,
+                              float *out) {
     __m512 a0[NR], a1[NR];
     MGD_UNROLL
     for (int r = 0; r < NR; ++r) a0[r] = a1[r] = _mm512_setzero_ps();
@@ -145,8 +158,7 @@ MGD_T512 void rowsF32(const float *w, int64_t stride, const float *x, int64_t co
 // group's 8 lanes sum to the exact int32 dot product. One 64-byte load covers 2 groups; their
 // combined scales (weight fp16 * activation fp32, 16 groups per block) are spread over the
 // lanes with one permute.
-template <int NR>
-MGD_T512_VNNI void rowsQ8(const PackedQ8 &w, int64_t r, const Q8Activation &a, float *out) {
+template <int NR> MGD_T512_VNNI void rowsQ8(const PackedQ8 &w, int64_t r, const Q8Activation &a, float *out) {
     const int64_t groupsEven = w.qStride / 32;
     const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
     const __m512i idx0 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
@@ -161,9 +173,9 @@ MGD_T512_VNNI void rowsQ8(const PackedQ8 &w, int64_t r, const Q8Activation &a, f
         __m512 scale[NR];
         MGD_UNROLL
         for (int i = 0; i < NR; ++i)
-            scale[i] = _mm512_mul_ps(
-                _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i *>(s + i * w.scaleStride + g0))),
-                sx);
+            scale[i] = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_load_si256(
+                                         reinterpret_cast<const __m256i *>(s + i * w.scaleStride + g0))),
+                                     sx);
         const int64_t end = g0 + 16 < groupsEven ? g0 + 16 : groupsEven;
         __m512i idx = idx0;
         for (int64_t g = g0; g < end; g += 2) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/kernels/cpu_features.h"
 #include "core/kernels/gemv.h"
 
 namespace mgd::kernels::detail {
@@ -15,18 +16,19 @@ inline float bf16ToFloat(uint16_t h) {
     return f;
 }
 
-inline float finish(float dot, const float *bias, int64_t r) { return bias ? dot + bias[r] : dot; }
+inline float finish(float dot, const float *bias, int64_t r) {
+    return bias ? dot + bias[r] : dot;
+}
 
-#define MGD_GEMV_DECLARE(ns)                                                                           \
-    namespace ns {                                                                                     \
-    void gemvBf16F32(const PackedBf16 &w, const float *x, float *y, const float *bias, int64_t r0,    \
-                     int64_t r1);                                                                      \
-    void gemvBf16Bf16(const PackedBf16 &w, const uint16_t *x, float *y, const float *bias, int64_t r0, \
-                      int64_t r1);                                                                     \
-    void gemvF32(const PackedF32 &w, const float *x, float *y, const float *bias, int64_t r0,         \
-                 int64_t r1);                                                                          \
-    void gemvQ8(const PackedQ8 &w, const Q8Activation &x, float *y, const float *bias, int64_t r0,    \
-                int64_t r1);                                                                           \
+#define MGD_GEMV_DECLARE(ns)                                                                                 \
+    namespace ns {                                                                                           \
+    void gemvBf16F32(const PackedBf16 &w, const float *x, float *y, const float *bias, int64_t r0,           \
+                     int64_t r1);                                                                            \
+    void gemvBf16Bf16(const PackedBf16 &w, const uint16_t *x, float *y, const float *bias, int64_t r0,       \
+                      int64_t r1);                                                                           \
+    void gemvF32(const PackedF32 &w, const float *x, float *y, const float *bias, int64_t r0, int64_t r1);   \
+    void gemvQ8(const PackedQ8 &w, const Q8Activation &x, float *y, const float *bias, int64_t r0,           \
+                int64_t r1);                                                                                 \
     }
 
 MGD_GEMV_DECLARE(scalar)

@@ -17,7 +17,9 @@ float dot(const W *w, const X *x, int64_t n, ToFloatW fw, ToFloatX fx) {
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-float same(float v) { return v; }
+float same(float v) {
+    return v;
+}
 
 } // namespace
 
@@ -33,7 +35,8 @@ void gemvBf16Bf16(const PackedBf16 &w, const uint16_t *x, float *y, const float 
 }
 
 void gemvF32(const PackedF32 &w, const float *x, float *y, const float *bias, int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) y[r] = finish(dot(w.data + r * w.stride, x, w.cols, same, same), bias, r);
+    for (int64_t r = r0; r < r1; ++r)
+        y[r] = finish(dot(w.data + r * w.stride, x, w.cols, same, same), bias, r);
 }
 
 // Exact int32 dot per group, then scaled by (weight scale * activation scale) as the SIMD

@@ -1,0 +1,247 @@
+// Weight formats, quantization and the run-time dispatch to the per-ISA kernels.
+#include "core/kernels/gemv.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/kernels/cpu_features.h"
+#include "core/kernels/gemv_impl.h"
+#include "core/util/error.h"
+
+namespace mgd::kernels {
+
+namespace {
+
+void checkShape(const char *what, const void *data, int64_t rows, int64_t cols, int64_t stride) {
+    if (rows < 0 || cols < 0 || stride < cols || (rows > 0 && cols > 0 && !data))
+        throw Error(std::string(what) + ": bad shape " + std::to_string(rows) + "x" + std::to_string(cols) +
+                    " (stride " + std::to_string(stride) + ")");
+}
+
+void checkRange(const char *what, int64_t rows, int64_t r0, int64_t r1) {
+    if (r0 < 0 || r1 < r0 || r1 > rows)
+        throw Error(std::string(what) + ": row range [" + std::to_string(r0) + ", " + std::to_string(r1) +
+                    ") outside 0.." + std::to_string(rows));
+}
+
+int64_t roundUp(int64_t v, int64_t m) {
+    return (v + m - 1) / m * m;
+}
+
+// Round to nearest even for |v| < 2^22 in plain arithmetic (vectorizes; no -ffast-math here).
+float roundNearest(float v) {
+    constexpr float kMagic = 12582912.0f; // 1.5 * 2^23
+    return (v + kMagic) - kMagic;
+}
+
+float toFloat(float v) {
+    return v;
+}
+float toFloat(uint16_t v) {
+    return detail::bf16ToFloat(v);
+}
+
+template <class T> void quantizeRows(const T *src, int64_t stride, PackedQ8 &p, int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+        const T *in = src + r * stride;
+        int8_t *q = p.q.data() + r * p.qStride;
+        uint16_t *s = p.scales.data() + r * p.scaleStride;
+        std::memset(q, 0, static_cast<size_t>(p.qStride));
+        std::memset(s, 0, static_cast<size_t>(p.scaleStride) * 2);
+        for (int64_t g = 0; g < p.groups; ++g) {
+            const int64_t c0 = g * 32, n = std::min<int64_t>(32, p.cols - c0);
+            float v[32], maxAbs = 0;
+            for (int64_t k = 0; k < n; ++k) {
+                v[k] = toFloat(in[c0 + k]);
+                maxAbs = std::max(maxAbs, std::fabs(v[k]));
+            }
+            if (!std::isfinite(maxAbs))
+                throw Error("quantizeQ8: non-finite weight in row " + std::to_string(r) + ", columns " +
+                            std::to_string(c0) + ".." + std::to_string(c0 + n - 1));
+            if (maxAbs == 0) continue;
+            if (maxAbs / 127 > 65504.0f)
+                throw Error("quantizeQ8: weight magnitude " + std::to_string(maxAbs) + " in row " +
+                            std::to_string(r) + " is beyond the fp16 scale range");
+            // Rounded up, so |v / scale| <= 127 and the error stays within scale / 2.
+            s[g] = floatToHalfUp(maxAbs / 127);
+            const float scale = halfToFloat(s[g]);
+            for (int64_t k = 0; k < n; ++k)
+                q[c0 + k] = static_cast<int8_t>(std::clamp(roundNearest(v[k] / scale), -127.0f, 127.0f));
+        }
+    }
+}
+
+template <class T> PackedQ8 quantize(const T *src, int64_t rows, int64_t cols, int64_t stride) {
+    if (stride < 0) stride = cols;
+    checkShape("quantizeQ8", src, rows, cols, stride);
+    PackedQ8 p;
+    p.rows = rows;
+    p.cols = cols;
+    p.groups = (cols + 31) / 32;
+    p.qStride = roundUp(p.groups, 2) * 32;
+    p.scaleStride = roundUp(p.groups, 16);
+    p.q.resize(static_cast<size_t>(rows * p.qStride));
+    p.scales.resize(static_cast<size_t>(rows * p.scaleStride));
+    // Load time for a 7B model is dominated by this: spread rows over the cores.
+    const int64_t work = rows * cols;
+    const int64_t threads =
+        std::clamp<int64_t>(std::min<int64_t>(std::thread::hardware_concurrency(), work >> 20), 1, 16);
+    if (threads == 1) {
+        quantizeRows(src, stride, p, 0, rows);
+        return p;
+    }
+    std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
+    std::vector<std::thread> pool;
+    for (int64_t t = 0; t < threads; ++t)
+        pool.emplace_back([&, t] {
+            try {
+                quantizeRows(src, stride, p, rows * t / threads, rows * (t + 1) / threads);
+            } catch (...) {
+                errors[static_cast<size_t>(t)] = std::current_exception();
+            }
+        });
+    for (auto &th : pool) th.join();
+    for (auto &e : errors)
+        if (e) std::rethrow_exception(e);
+    return p;
+}
+
+} // namespace
+
+PackedBf16::PackedBf16(const uint16_t *data, int64_t rows, int64_t cols, int64_t stride)
+    : data(data), rows(rows), cols(cols), stride(stride < 0 ? cols : stride) {
+    checkShape("PackedBf16", data, rows, cols, this->stride);
+}
+
+PackedF32::PackedF32(const float *data, int64_t rows, int64_t cols, int64_t stride)
+    : data(data), rows(rows), cols(cols), stride(stride < 0 ? cols : stride) {
+    checkShape("PackedF32", data, rows, cols, this->stride);
+}
+
+float PackedQ8::scale(int64_t r, int64_t g) const {
+    return halfToFloat(rowScales(r)[g]);
+}
+
+float halfToFloat(uint16_t h) {
+    const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+    const uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+    if (exp == 0) { // zero or subnormal: mant * 2^-24
+        const float v = std::ldexp(static_cast<float>(mant), -24);
+        return sign ? -v : v;
+    }
+    const uint32_t bits =
+        sign | (exp == 31 ? 0x7f800000u | (mant << 13) : ((exp + 112) << 23) | (mant << 13));
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t floatToHalfUp(float v) {
+    if (!(v > 0)) return 0;
+    if (v > 65504.0f) return 0x7c00; // +inf
+    int e = 0;
+    const float m = std::frexp(v, &e); // v = m * 2^e, m in [0.5, 1)
+    if (e <= -14) {                    // below 2^-14: subnormal steps of 2^-24
+        const float units = std::ceil(std::ldexp(v, 24));
+        return static_cast<uint16_t>(units); // 1024 units is the smallest normal, same bits
+    }
+    // Normal: v = (1 + f / 1024) * 2^(e - 1), f rounded up; a carry moves into the exponent.
+    const uint32_t frac = static_cast<uint32_t>(std::ceil((m * 2 - 1) * 1024));
+    return static_cast<uint16_t>(((static_cast<uint32_t>(e - 1 + 15)) << 10) + frac);
+}
+
+PackedQ8 quantizeQ8(const float *src, int64_t rows, int64_t cols, int64_t stride) {
+    return quantize(src, rows, cols, stride);
+}
+
+PackedQ8 quantizeQ8(const uint16_t *bf16Src, int64_t rows, int64_t cols, int64_t stride) {
+    return quantize(bf16Src, rows, cols, stride);
+}
+
+void quantizeActivationQ8(const float *x, int64_t cols, Q8Activation &out) {
+    if (cols < 0 || (cols > 0 && !x))
+        throw Error("quantizeActivationQ8: bad input of " + std::to_string(cols));
+    const int64_t groups = (cols + 31) / 32, padded = roundUp(groups, 16);
+    out.cols = cols;
+    out.groups = groups;
+    out.q.resize(static_cast<size_t>(padded * 32));
+    out.scale.resize(static_cast<size_t>(padded));
+    out.init.resize(static_cast<size_t>(padded * 8));
+    int8_t *q = out.q.data();
+    std::memset(q + groups * 32, 0, static_cast<size_t>((padded - groups) * 32));
+    std::memset(out.scale.data() + groups, 0, static_cast<size_t>(padded - groups) * 4);
+    std::memset(out.init.data(), 0, static_cast<size_t>(padded * 8) * 4);
+    for (int64_t g = 0; g < groups; ++g) {
+        const int64_t c0 = g * 32, n = std::min<int64_t>(32, cols - c0);
+        float maxAbs = 0;
+        for (int64_t k = 0; k < n; ++k) maxAbs = std::max(maxAbs, std::fabs(x[c0 + k]));
+        if (!std::isfinite(maxAbs))
+            throw Error("quantizeActivationQ8: non-finite input near column " + std::to_string(c0));
+        const float inv = maxAbs > 0 ? 127 / maxAbs : 0;
+        int32_t sum = 0;
+        for (int64_t k = 0; k < 32; ++k) {
+            const int8_t v =
+                k < n ? static_cast<int8_t>(std::clamp(roundNearest(x[c0 + k] * inv), -127.0f, 127.0f)) : 0;
+            q[c0 + k] = v;
+            sum += v;
+        }
+        out.scale.data()[g] = maxAbs / 127;
+        out.init.data()[g * 8] = -128 * sum; // see the AVX-512 VNNI kernel
+    }
+}
+
+void gemvBf16(const PackedBf16 &w, const float *x, float *y, const float *bias, int64_t r0, int64_t r1) {
+    checkRange("gemvBf16", w.rows, r0, r1);
+    switch (activeLevel()) {
+#if defined(__x86_64__)
+    case KernelLevel::Avx512: return detail::avx512::gemvBf16F32(w, x, y, bias, r0, r1);
+    case KernelLevel::Avx2: return detail::avx2::gemvBf16F32(w, x, y, bias, r0, r1);
+#endif
+    default: return detail::scalar::gemvBf16F32(w, x, y, bias, r0, r1);
+    }
+}
+
+void gemvBf16(const PackedBf16 &w, const uint16_t *x, float *y, const float *bias, int64_t r0, int64_t r1) {
+    checkRange("gemvBf16", w.rows, r0, r1);
+    switch (activeLevel()) {
+#if defined(__x86_64__)
+    case KernelLevel::Avx512: return detail::avx512::gemvBf16Bf16(w, x, y, bias, r0, r1);
+    case KernelLevel::Avx2: return detail::avx2::gemvBf16Bf16(w, x, y, bias, r0, r1);
+#endif
+    default: return detail::scalar::gemvBf16Bf16(w, x, y, bias, r0, r1);
+    }
+}
+
+void gemvF32(const PackedF32 &w, const float *x, float *y, const float *bias, int64_t r0, int64_t r1) {
+    checkRange("gemvF32", w.rows, r0, r1);
+    switch (activeLevel()) {
+#if defined(__x86_64__)
+    case KernelLevel::Avx512: return detail::avx512::gemvF32(w, x, y, bias, r0, r1);
+    case KernelLevel::Avx2: return detail::avx2::gemvF32(w, x, y, bias, r0, r1);
+#endif
+    default: return detail::scalar::gemvF32(w, x, y, bias, r0, r1);
+    }
+}
+
+void gemvQ8(const PackedQ8 &w, const Q8Activation &x, float *y, const float *bias, int64_t r0, int64_t r1) {
+    checkRange("gemvQ8", w.rows, r0, r1);
+    if (x.cols != w.cols)
+        throw Error("gemvQ8: activation has " + std::to_string(x.cols) + " columns, weights " +
+                    std::to_string(w.cols));
+    switch (activeLevel()) {
+#if defined(__x86_64__)
+    case KernelLevel::Avx512:
+        if (useAvx512Vnni()) return detail::avx512::gemvQ8(w, x, y, bias, r0, r1);
+        return detail::avx2::gemvQ8(w, x, y, bias, r0, r1); // Skylake-X: no VNNI
+    case KernelLevel::Avx2: return detail::avx2::gemvQ8(w, x, y, bias, r0, r1);
+#endif
+    default: return detail::scalar::gemvQ8(w, x, y, bias, r0, r1);
+    }
+}
+
+} // namespace mgd::kernels
