@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/import/importer.h"
+#include "core/runtime/bench_llm.h"
 #include "core/runtime/benchmark.h"
 #include "core/runtime/engine.h"
 #include "core/runtime/reference_check.h"
@@ -42,6 +43,9 @@ commands:
   stats  [--model DIR]                 print the metrics snapshot (JSON) after loading
   bench  [--model DIR] [--answer-tokens N] [--json FILE] [--modes a,b,..] [--image FILE]
          the scripted 10-turn benchmark: original MiniGPT-4 behaviour vs each optimisation
+  bench-llm [--shape bench|tinyllama|7b] [--dtype bfloat16|float32] [--threads N] [--json FILE]
+         the LLM alone (random weights): 512-token prefill, 128 decoded tokens, against the
+         read bandwidth measured in the same run
   train-demo --out DIR [--seed N] [--minutes M]   train the built-in demo model (resumable)
   --version                           print the version
   eval-demo  --model DIR [--questions N] [--seed S] exact-match accuracy per question type
@@ -66,6 +70,8 @@ struct Options {
     int answerTokens = 32;
     std::vector<std::string> modes;
     bool modelGiven = false;
+    std::string shape = "bench";
+    int repetitions = 3;
     mgd::ImportOptions import;
 };
 
@@ -97,63 +103,98 @@ Options parse(int argc, char **argv) {
         if (a == "--model") {
             o.model = need(i);
             o.modelGiven = true;
-        }
-        else if (a == "--arch") o.import.arch = need(i);
-        else if (a == "--vit") o.import.vit = need(i);
-        else if (a == "--q-former-model") o.import.qformer = need(i);
-        else if (a == "--llama-model") o.import.llamaModel = need(i);
-        else if (a == "--ckpt") o.import.ckpt = need(i);
-        else if (a == "--out") o.import.out = need(i);
-        else if (a == "--name") o.import.name = need(i);
-        else if (a == "--image-size") o.import.imageSize = static_cast<int>(num(i));
-        else if (a == "--vit-heads") o.import.vitHeads = static_cast<int>(num(i));
-        else if (a == "--q-former-heads") o.import.qformerHeads = static_cast<int>(num(i));
-        else if (a == "--lora-alpha") o.import.loraAlpha = num(i);
+        } else if (a == "--arch")
+            o.import.arch = need(i);
+        else if (a == "--shape")
+            o.shape = need(i);
+        else if (a == "--repetitions")
+            o.repetitions = static_cast<int>(num(i));
+        else if (a == "--vit")
+            o.import.vit = need(i);
+        else if (a == "--q-former-model")
+            o.import.qformer = need(i);
+        else if (a == "--llama-model")
+            o.import.llamaModel = need(i);
+        else if (a == "--ckpt")
+            o.import.ckpt = need(i);
+        else if (a == "--out")
+            o.import.out = need(i);
+        else if (a == "--name")
+            o.import.name = need(i);
+        else if (a == "--image-size")
+            o.import.imageSize = static_cast<int>(num(i));
+        else if (a == "--vit-heads")
+            o.import.vitHeads = static_cast<int>(num(i));
+        else if (a == "--q-former-heads")
+            o.import.qformerHeads = static_cast<int>(num(i));
+        else if (a == "--lora-alpha")
+            o.import.loraAlpha = num(i);
         else if (a == "--dtype") {
             const std::string v = need(i);
             if (v != "float32" && v != "bfloat16" && v != "float16")
                 throw mgd::Error("--dtype must be float32, bfloat16 or float16");
             o.engine.dtype = o.import.dtype = v;
-        }
-        else if (a == "--image") {
+        } else if (a == "--image") {
             o.images.push_back(need(i));
             o.image = o.images.back();
-        }
-        else if (a == "--greedy") o.sampling.greedy = true;
-        else if (a == "--temperature") o.sampling.temperature = static_cast<float>(num(i));
-        else if (a == "--top-p") o.sampling.topP = static_cast<float>(num(i));
-        else if (a == "--top-k") o.sampling.topK = static_cast<int>(num(i));
-        else if (a == "--repetition-penalty") o.sampling.repetitionPenalty = static_cast<float>(num(i));
-        else if (a == "--seed") o.sampling.seed = static_cast<int64_t>(num(i));
-        else if (a == "--max-new-tokens") o.sampling.maxNewTokens = static_cast<int>(num(i));
-        else if (a == "--threads") o.engine.threads = static_cast<int>(num(i));
-        else if (a == "--no-kv-reuse") o.engine.kvReuse = false;
-        else if (a == "--no-feature-cache") o.engine.featureCache = false;
-        else if (a == "--no-prefix-cache") o.engine.prefixCache = false;
-        else if (a == "--no-response-cache") o.engine.responseCache = false;
-        else if (a == "--no-memory-pool") o.engine.memoryPool = false;
-        else if (a == "--memory-pool-size") o.engine.memoryPoolBytes = static_cast<uint64_t>(num(i) * (1 << 20));
-        else if (a == "--feature-cache-size") o.engine.featureHostBytes = static_cast<uint64_t>(num(i) * (1 << 20));
-        else if (a == "--feature-cache-dir") o.engine.featureDiskDir = need(i);
-        else if (a == "--device") o.engine.device = need(i);
+        } else if (a == "--greedy")
+            o.sampling.greedy = true;
+        else if (a == "--temperature")
+            o.sampling.temperature = static_cast<float>(num(i));
+        else if (a == "--top-p")
+            o.sampling.topP = static_cast<float>(num(i));
+        else if (a == "--top-k")
+            o.sampling.topK = static_cast<int>(num(i));
+        else if (a == "--repetition-penalty")
+            o.sampling.repetitionPenalty = static_cast<float>(num(i));
+        else if (a == "--seed")
+            o.sampling.seed = static_cast<int64_t>(num(i));
+        else if (a == "--max-new-tokens")
+            o.sampling.maxNewTokens = static_cast<int>(num(i));
+        else if (a == "--threads")
+            o.engine.threads = static_cast<int>(num(i));
+        else if (a == "--no-kv-reuse")
+            o.engine.kvReuse = false;
+        else if (a == "--no-feature-cache")
+            o.engine.featureCache = false;
+        else if (a == "--no-prefix-cache")
+            o.engine.prefixCache = false;
+        else if (a == "--no-response-cache")
+            o.engine.responseCache = false;
+        else if (a == "--no-memory-pool")
+            o.engine.memoryPool = false;
+        else if (a == "--memory-pool-size")
+            o.engine.memoryPoolBytes = static_cast<uint64_t>(num(i) * (1 << 20));
+        else if (a == "--feature-cache-size")
+            o.engine.featureHostBytes = static_cast<uint64_t>(num(i) * (1 << 20));
+        else if (a == "--feature-cache-dir")
+            o.engine.featureDiskDir = need(i);
+        else if (a == "--device")
+            o.engine.device = need(i);
         else if (a == "--eviction") {
             const std::string v = need(i);
             if (v != "lru" && v != "lfu") throw mgd::Error("--eviction must be lru or lfu");
             o.engine.eviction = v == "lfu" ? mgd::EvictionPolicy::Lfu : mgd::EvictionPolicy::Lru;
-        }
-        else if (a == "--metrics-json") o.metricsJson = need(i);
-        else if (a == "--json") o.benchJson = need(i);
-        else if (a == "--answer-tokens") o.answerTokens = static_cast<int>(num(i));
+        } else if (a == "--metrics-json")
+            o.metricsJson = need(i);
+        else if (a == "--json")
+            o.benchJson = need(i);
+        else if (a == "--answer-tokens")
+            o.answerTokens = static_cast<int>(num(i));
         else if (a == "--modes") {
             std::stringstream ss(need(i));
             std::string m;
             while (std::getline(ss, m, ',')) o.modes.push_back(m);
-        }
-        else if (a == "--tolerance") o.tolerance = num(i);
-        else if (a == "--stats") o.stats = true;
-        else if (a == "-h" || a == "--help") throw mgd::Error(kUsage);
-        else if (a.rfind("--", 0) == 0) throw mgd::Error("unknown option " + a + "\n" + kUsage);
-        else o.positional.push_back(a);
+        } else if (a == "--tolerance")
+            o.tolerance = num(i);
+        else if (a == "--stats")
+            o.stats = true;
+        else if (a == "-h" || a == "--help")
+            throw mgd::Error(kUsage);
+        else if (a.rfind("--", 0) == 0)
+            throw mgd::Error("unknown option " + a + "\n" + kUsage);
+        else
+            o.positional.push_back(a);
     }
     if (o.sampling.maxNewTokens <= 0) throw mgd::Error("--max-new-tokens must be positive");
     if (o.sampling.topP <= 0 || o.sampling.topP > 1) throw mgd::Error("--top-p must be in (0, 1]");
@@ -165,10 +206,10 @@ void printStats(const mgd::TurnStats &s) {
                  "[stats] images encoded %d (%.1f ms) | prompt %lld tok, reused %lld, prefilled %lld "
                  "(%.1f ms) | TTFT %.1f ms | %d tok, %.2f ms/tok | total %.1f ms | stop: %s%s\n",
                  s.imagesEncoded, s.encodeMs, static_cast<long long>(s.promptTokens),
-                 static_cast<long long>(s.reusedTokens), static_cast<long long>(s.prefillTokens),
-                 s.prefillMs, s.ttftMs, s.generatedTokens, s.decodeMsPerToken, s.totalMs,
-                 s.stopReason.c_str(),
-                 s.droppedTurns ? (" | dropped " + std::to_string(s.droppedTurns) + " old turns").c_str() : "");
+                 static_cast<long long>(s.reusedTokens), static_cast<long long>(s.prefillTokens), s.prefillMs,
+                 s.ttftMs, s.generatedTokens, s.decodeMsPerToken, s.totalMs, s.stopReason.c_str(),
+                 s.droppedTurns ? (" | dropped " + std::to_string(s.droppedTurns) + " old turns").c_str()
+                                : "");
 }
 
 void writeMetrics(const mgd::Engine &e, const Options &o) {
@@ -212,8 +253,9 @@ int cmdChat(const Options &o) {
     int conv = e.newConversation();
     std::vector<mgd::ImageInput> pending;
     for (const auto &p : o.images) pending.push_back(mgd::ImageInput::fromFile(p));
-    std::fprintf(stderr, "model %s loaded. /image FILE attaches an image, /reset starts over, /regen "
-                         "answers again, /quit leaves.\n",
+    std::fprintf(stderr,
+                 "model %s loaded. /image FILE attaches an image, /reset starts over, /regen "
+                 "answers again, /quit leaves.\n",
                  e.modelSummary().name.c_str());
     std::string line;
     while (std::fprintf(stdout, "> "), std::fflush(stdout), std::getline(std::cin, line)) {
@@ -257,7 +299,8 @@ int cmdChat(const Options &o) {
 std::string cacheDir() {
     const char *xdg = std::getenv("XDG_CACHE_HOME");
     const char *home = std::getenv("HOME");
-    std::filesystem::path base = xdg && *xdg ? xdg : (home && *home ? std::filesystem::path(home) / ".cache" : "/tmp");
+    std::filesystem::path base =
+        xdg && *xdg ? xdg : (home && *home ? std::filesystem::path(home) / ".cache" : "/tmp");
     return (base / "minigpt-desk").string();
 }
 
@@ -271,7 +314,8 @@ int cmdBench(const Options &o) {
     b.threads = o.engine.threads;
     b.poolBytes = o.engine.memoryPoolBytes;
     if (!o.modes.empty()) b.modes = o.modes;
-    auto report = mgd::runBenchmark(b, [](const std::string &line) { std::fprintf(stderr, "%s\n", line.c_str()); });
+    auto report =
+        mgd::runBenchmark(b, [](const std::string &line) { std::fprintf(stderr, "%s\n", line.c_str()); });
     std::fputs(report.table().c_str(), stdout);
     if (!o.benchJson.empty()) {
         std::ofstream f(o.benchJson);
@@ -320,16 +364,35 @@ int cmdVerify(const Options &o) {
     if (dir.empty()) throw mgd::Error("verify-reference needs a directory");
     const std::string modelDir = !o.positional.empty() && o.modelGiven ? o.model : dir;
     mgd::Engine e(o.engine); // sets the thread count
-    auto report = mgd::checkReference(dir, modelDir, o.tolerance, o.engine.dtype, [](const mgd::ReferenceDiff &d) {
-        std::printf("%-48s %-4s max|diff| %.3g %s\n", d.name.c_str(), d.ok ? "ok" : "FAIL", d.maxAbs,
-                    d.note.c_str());
-    });
-    std::printf("turn 2 on turn 1's KV: %ld of %ld prompt tokens reused, %ld prefilled\n",
-                report.turn2Reused, report.turn2Prompt, report.turn2Prefilled);
+    auto report =
+        mgd::checkReference(dir, modelDir, o.tolerance, o.engine.dtype, [](const mgd::ReferenceDiff &d) {
+            std::printf("%-48s %-4s max|diff| %.3g %s\n", d.name.c_str(), d.ok ? "ok" : "FAIL", d.maxAbs,
+                        d.note.c_str());
+        });
+    std::printf("turn 2 on turn 1's KV: %ld of %ld prompt tokens reused, %ld prefilled\n", report.turn2Reused,
+                report.turn2Prompt, report.turn2Prefilled);
     std::printf("decode: %.0f tokens/s\n", report.decodeTokensPerSecond);
     std::printf("%s (tolerance %.0e, %zu checks)\n", report.ok() ? "PASS" : "FAIL", report.tolerance,
                 report.diffs.size());
     return report.ok() ? 0 : 1;
+}
+
+int cmdBenchLlm(const Options &o) {
+    mgd::LlmBenchOptions b;
+    b.shape = o.shape;
+    b.dtype = o.engine.dtype.empty() ? "bfloat16" : o.engine.dtype;
+    b.threads = o.engine.threads;
+    b.repetitions = o.repetitions;
+    b.cacheDir = cacheDir();
+    const auto r = mgd::runLlmBench(
+        b, [](const std::string &s) { std::fprintf(stderr, "[bench-llm] %s\n", s.c_str()); });
+    std::printf("%s", r.table().c_str());
+    if (!o.benchJson.empty()) {
+        std::ofstream f(o.benchJson);
+        f << r.toJson() << "\n";
+        if (!f) throw mgd::Error("cannot write '" + o.benchJson + "'");
+    }
+    return 0;
 }
 
 int cmdImport(const Options &o) {
@@ -343,17 +406,19 @@ int cmdImport(const Options &o) {
             lastPercent = pct;
         }
     });
-    std::printf("imported %lld tensors (%.1f MB) into %s in %.1f s\n", static_cast<long long>(summary.tensors),
-                summary.bytesWritten / 1e6, summary.outDir.c_str(), summary.seconds);
+    std::printf("imported %lld tensors (%.1f MB) into %s in %.1f s\n",
+                static_cast<long long>(summary.tensors), summary.bytesWritten / 1e6, summary.outDir.c_str(),
+                summary.seconds);
     for (const auto &n : summary.notes) std::printf("note: %s\n", n.c_str());
     if (!summary.ignoredKeys.empty()) {
         std::printf("%zu keys ignored, as the original ignores them:\n", summary.ignoredKeys.size());
         const size_t show = std::min<size_t>(summary.ignoredKeys.size(), 40);
         for (size_t i = 0; i < show; ++i) std::printf("  %s\n", summary.ignoredKeys[i].c_str());
-        if (show < summary.ignoredKeys.size()) std::printf("  ... and %zu more\n", summary.ignoredKeys.size() - show);
+        if (show < summary.ignoredKeys.size())
+            std::printf("  ... and %zu more\n", summary.ignoredKeys.size() - show);
     }
-    std::printf("open it with: minigpt-desk --model %s   (or minigpt-cli chat --model %s)\n", summary.outDir.c_str(),
-                summary.outDir.c_str());
+    std::printf("open it with: minigpt-desk --model %s   (or minigpt-cli chat --model %s)\n",
+                summary.outDir.c_str(), summary.outDir.c_str());
     return 0;
 }
 
@@ -379,6 +444,7 @@ int main(int argc, char **argv) {
         if (o.command == "chat") return cmdChat(o);
         if (o.command == "verify-reference") return cmdVerify(o);
         if (o.command == "import") return cmdImport(o);
+        if (o.command == "bench-llm") return cmdBenchLlm(o);
         if (o.command == "version") {
             std::printf("minigpt-cli %s\n", MGD_VERSION);
             return 0;

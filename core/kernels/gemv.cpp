@@ -56,11 +56,13 @@ template <class T> void quantizeRows(const T *src, int64_t stride, PackedQ8 &p, 
         for (int64_t g = 0; g < p.groups; ++g) {
             const int64_t c0 = g * 32, n = std::min<int64_t>(32, p.cols - c0);
             float v[32], maxAbs = 0;
+            bool finite = true; // std::max would skip a NaN
             for (int64_t k = 0; k < n; ++k) {
                 v[k] = toFloat(in[c0 + k]);
                 maxAbs = std::max(maxAbs, std::fabs(v[k]));
+                finite &= std::isfinite(v[k]);
             }
-            if (!std::isfinite(maxAbs))
+            if (!finite)
                 throw Error("quantizeQ8: non-finite weight in row " + std::to_string(r) + ", columns " +
                             std::to_string(c0) + ".." + std::to_string(c0 + n - 1));
             if (maxAbs == 0) continue;
@@ -179,9 +181,12 @@ void quantizeActivationQ8(const float *x, int64_t cols, Q8Activation &out) {
     for (int64_t g = 0; g < groups; ++g) {
         const int64_t c0 = g * 32, n = std::min<int64_t>(32, cols - c0);
         float maxAbs = 0;
-        for (int64_t k = 0; k < n; ++k) maxAbs = std::max(maxAbs, std::fabs(x[c0 + k]));
-        if (!std::isfinite(maxAbs))
-            throw Error("quantizeActivationQ8: non-finite input near column " + std::to_string(c0));
+        bool finite = true; // std::max would skip a NaN
+        for (int64_t k = 0; k < n; ++k) {
+            maxAbs = std::max(maxAbs, std::fabs(x[c0 + k]));
+            finite &= std::isfinite(x[c0 + k]);
+        }
+        if (!finite) throw Error("quantizeActivationQ8: non-finite input near column " + std::to_string(c0));
         const float inv = maxAbs > 0 ? 127 / maxAbs : 0;
         int32_t sum = 0;
         for (int64_t k = 0; k < 32; ++k) {

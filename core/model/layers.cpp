@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "core/model/decode_linear.h"
 #include "core/model/weights.h"
 
 namespace mgd {
@@ -15,6 +16,7 @@ Linear Linear::load(const Weights &w, const std::string &prefix, int64_t in, int
 }
 
 at::Tensor Linear::operator()(const at::Tensor &x) const {
+    if (decodeEligible({this}, x)) return decodeLinear({this}, x)[0];
     if (x.scalar_type() == at::kFloat && x.numel() == x.size(-1) && x.device().is_cpu()) {
         at::Tensor y = at::mv(weight, x.reshape({-1}));
         if (bias.defined()) y.add_(bias);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/model/decode_linear.h"
 #include "core/model/weights.h"
 #include "core/util/error.h"
 
@@ -84,9 +85,13 @@ at::Tensor Llama::layerForward(const Layer &l, const at::Tensor &x, const at::Te
         return t * cos + at::cat({-x2, x1}, -1) * sin;
     };
     at::Tensor h = rmsNorm(x, l.inputNorm);
-    at::Tensor q = rope(l.q(h).view({B, n, H, Dh}).transpose(1, 2));   // [B, H, n, Dh]
-    at::Tensor k = rope(l.k(h).view({B, n, KvH, Dh}).transpose(1, 2)); // [B, KvH, n, Dh]
-    at::Tensor v = l.v(h).view({B, n, KvH, Dh}).transpose(1, 2);
+    // One decoded token: q, k and v in one pass over their rows (the same for gate and up).
+    std::vector<at::Tensor> qkv = decodeEligible({&l.q, &l.k, &l.v}, h)
+                                      ? decodeLinear({&l.q, &l.k, &l.v}, h)
+                                      : std::vector<at::Tensor>{l.q(h), l.k(h), l.v(h)};
+    at::Tensor q = rope(qkv[0].view({B, n, H, Dh}).transpose(1, 2));   // [B, H, n, Dh]
+    at::Tensor k = rope(qkv[1].view({B, n, KvH, Dh}).transpose(1, 2)); // [B, KvH, n, Dh]
+    at::Tensor v = qkv[2].view({B, n, KvH, Dh}).transpose(1, 2);
     const auto segs = kv(k, v);
     // Grouped heads: the G query heads of one kv head share its keys. [B, KvH, G*n, Dh]
     at::Tensor qg = q.reshape({B, KvH, G * n, Dh});
@@ -107,7 +112,10 @@ at::Tensor Llama::layerForward(const Layer &l, const at::Tensor &x, const at::Te
     ctx = ctx.view({B, H, n, Dh}).transpose(1, 2).reshape({B, n, D});
     at::Tensor y = x + l.o(ctx);
     h = rmsNorm(y, l.postNorm);
-    return y + l.down(at::silu(l.gate(h)) * l.up(h));
+    std::vector<at::Tensor> gu = decodeEligible({&l.gate, &l.up}, h)
+                                     ? decodeLinear({&l.gate, &l.up}, h)
+                                     : std::vector<at::Tensor>{l.gate(h), l.up(h)};
+    return y + l.down(at::silu(gu[0]) * gu[1]);
 }
 
 at::Tensor Llama::forward(const at::Tensor &embeds, KvCache &cache, bool allLogits,

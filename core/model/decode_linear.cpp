@@ -1,0 +1,78 @@
+#include "core/model/decode_linear.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "core/kernels/gemv.h"
+#include "core/model/layers.h"
+
+namespace mgd {
+
+bool decodeEligible(const std::vector<const Linear *> &layers, const at::Tensor &x) {
+    // MGD_DECODE_KERNELS=0 runs libtorch's linear instead (for A/B measurements).
+    static const bool enabled = [] {
+        const char *e = std::getenv("MGD_DECODE_KERNELS");
+        return !(e && std::string(e) == "0");
+    }();
+    if (!enabled) return false;
+    if (!x.device().is_cpu() || x.numel() != x.size(-1) || !x.is_contiguous()) return false;
+    const at::ScalarType dt = x.scalar_type();
+    if (dt != at::kFloat && dt != at::kBFloat16) return false;
+    for (const Linear *l : layers) {
+        const at::Tensor &w = l->weight;
+        if (!w.defined() || w.dim() != 2 || w.scalar_type() != dt || !w.is_contiguous() ||
+            !w.device().is_cpu() || w.size(1) != x.size(-1))
+            return false;
+        if (w.requires_grad() && at::GradMode::is_enabled()) return false; // training: autograd path
+        if (l->bias.defined() && (l->bias.numel() != w.size(0) || !l->bias.is_contiguous())) return false;
+    }
+    return true;
+}
+
+std::vector<at::Tensor> decodeLinear(const std::vector<const Linear *> &layers, const at::Tensor &x) {
+    const bool bf16 = x.scalar_type() == at::kBFloat16;
+    const int64_t in = x.size(-1);
+    // Row offsets of each layer in the concatenated output: one parallel pass over all rows.
+    std::vector<int64_t> start{0};
+    for (const Linear *l : layers) start.push_back(start.back() + l->weight.size(0));
+    const int64_t total = start.back();
+    at::Tensor y = at::empty({total}, at::TensorOptions().dtype(at::kFloat));
+    // fp32 biases (the kernels add them in fp32); bf16 biases are converted once per call.
+    std::vector<at::Tensor> biases(layers.size());
+    for (size_t i = 0; i < layers.size(); ++i)
+        if (layers[i]->bias.defined()) biases[i] = layers[i]->bias.to(at::kFloat).contiguous();
+    const void *xp = x.data_ptr();
+    float *yp = y.data_ptr<float>();
+    // Chunks of whole rows; with the default grain libtorch gives each thread one contiguous run.
+    at::parallel_for(0, total, 64, [&](int64_t b, int64_t e) {
+        for (size_t i = 0; i < layers.size(); ++i) {
+            const int64_t lo = std::max(b, start[i]), hi = std::min(e, start[i + 1]);
+            if (lo >= hi) continue;
+            const at::Tensor &w = layers[i]->weight;
+            float *yi = yp + start[i]; // the kernels index y and bias by row
+            const float *bias = biases[i].defined() ? biases[i].data_ptr<float>() : nullptr;
+            if (bf16) {
+                const kernels::PackedBf16 pw(static_cast<const uint16_t *>(w.data_ptr()), w.size(0), in);
+                kernels::gemvBf16(pw, static_cast<const uint16_t *>(xp), yi, bias, lo - start[i],
+                                  hi - start[i]);
+            } else {
+                const kernels::PackedF32 pw(w.data_ptr<float>(), w.size(0), in);
+                kernels::gemvF32(pw, static_cast<const float *>(xp), yi, bias, lo - start[i], hi - start[i]);
+            }
+        }
+    });
+    std::vector<at::Tensor> outs;
+    for (size_t i = 0; i < layers.size(); ++i) {
+        auto shape = x.sizes().vec();
+        shape.back() = layers[i]->weight.size(0);
+        at::Tensor o = y.narrow(0, start[i], start[i + 1] - start[i]);
+        outs.push_back((bf16 ? o.to(at::kBFloat16) : o).view(shape));
+    }
+    return outs;
+}
+
+} // namespace mgd

@@ -1,0 +1,41 @@
+#pragma once
+// `minigpt-cli bench-llm`: the LLM alone at a named shape with random weights — a 512-token
+// prefill, then 128 decoded tokens, several repetitions — against the memory bandwidth
+// measured in the same process right before, so decode efficiency (bytes read per token x
+// tokens/s / bandwidth) is comparable across machines whose bandwidth differs (this VM's
+// switches between two states minute to minute: read ratios within one run).
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace mgd {
+
+struct LlmBenchOptions {
+    std::string shape = "bench"; // bench (0.27B), tinyllama (1.1B), 7b
+    std::string dtype = "bfloat16";
+    int threads = 0; // 0: one per core
+    int prefillTokens = 512, decodeTokens = 128, repetitions = 3;
+    std::string cacheDir; // where the random weights are written once
+};
+
+struct Spread {
+    double median = 0, min = 0, max = 0;
+};
+
+struct LlmBenchResult {
+    std::string shape, dtype, cpu, kernels;
+    int threads = 0;
+    Spread prefillTokensPerSecond, decodeTokensPerSecond, bandwidthGbs;
+    uint64_t decodeBytesPerToken = 0, weightBytes = 0, rssBytes = 0;
+    double decodeEfficiency = 0; // median decode tok/s x bytes per token / median bandwidth
+    std::string toJson() const;
+    std::string table() const;
+};
+
+// Streaming read of a buffer of `bytes` with every thread; GB/s of each of `passes` passes.
+Spread measureReadBandwidth(uint64_t bytes = 1ull << 30, int passes = 5);
+
+LlmBenchResult runLlmBench(const LlmBenchOptions &options,
+                           const std::function<void(const std::string &)> &log = {});
+
+} // namespace mgd
