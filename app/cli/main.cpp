@@ -43,7 +43,7 @@ commands:
   stats  [--model DIR]                 print the metrics snapshot (JSON) after loading
   bench  [--model DIR] [--answer-tokens N] [--json FILE] [--modes a,b,..] [--image FILE]
          the scripted 10-turn benchmark: original MiniGPT-4 behaviour vs each optimisation
-  bench-llm [--shape bench|tinyllama|7b] [--dtype bfloat16|float32] [--threads N] [--json FILE]
+  bench-llm [--shape bench|tinyllama|7b] [--dtype bfloat16|float32|int8] [--threads N] [--json FILE]
          the LLM alone (random weights): 512-token prefill, 128 decoded tokens, against the
          read bandwidth measured in the same run
   train-demo --out DIR [--seed N] [--minutes M]   train the built-in demo model (resumable)
@@ -54,7 +54,7 @@ sampling: --greedy  --temperature T  --top-p P  --top-k K  --repetition-penalty 
           --seed N  --max-new-tokens N
 caches:   --no-kv-reuse --no-feature-cache --no-prefix-cache --no-response-cache --no-memory-pool
           --memory-pool-size MB  --feature-cache-dir DIR  --feature-cache-size MB  --eviction lru|lfu
-other:    --threads N  --device cpu|cuda  --dtype float32|bfloat16|float16 (overrides the folder's)
+other:    --threads N  --device cpu|cuda  --dtype float32|bfloat16|float16|int8 (overrides the folder's)
           --stats (per-turn statistics to stderr)
           --metrics-json FILE (write the metrics snapshot at exit)
 )";
@@ -131,8 +131,8 @@ Options parse(int argc, char **argv) {
             o.import.loraAlpha = num(i);
         else if (a == "--dtype") {
             const std::string v = need(i);
-            if (v != "float32" && v != "bfloat16" && v != "float16")
-                throw mgd::Error("--dtype must be float32, bfloat16 or float16");
+            if (v != "float32" && v != "bfloat16" && v != "float16" && v != "int8")
+                throw mgd::Error("--dtype must be float32, bfloat16, float16 or int8");
             o.engine.dtype = o.import.dtype = v;
         } else if (a == "--image") {
             o.images.push_back(need(i));

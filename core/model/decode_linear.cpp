@@ -22,7 +22,15 @@ bool decodeEligible(const std::vector<const Linear *> &layers, const at::Tensor 
     if (!x.device().is_cpu() || x.numel() != x.size(-1) || !x.is_contiguous()) return false;
     const at::ScalarType dt = x.scalar_type();
     if (dt != at::kFloat && dt != at::kBFloat16) return false;
+    // int8 layers (all of a group or none): the activation is quantized once for the group.
+    const bool q8 = layers.front()->q8 != nullptr;
     for (const Linear *l : layers) {
+        if (q8 || l->q8) {
+            if (!q8 || !l->q8 || l->q8->cols != x.size(-1)) return false;
+            if (l->bias.defined() && (l->bias.numel() != l->q8->rows || !l->bias.is_contiguous()))
+                return false;
+            continue;
+        }
         const at::Tensor &w = l->weight;
         if (!w.defined() || w.dim() != 2 || w.scalar_type() != dt || !w.is_contiguous() ||
             !w.device().is_cpu() || w.size(1) != x.size(-1))
@@ -38,7 +46,16 @@ std::vector<at::Tensor> decodeLinear(const std::vector<const Linear *> &layers, 
     const int64_t in = x.size(-1);
     // Row offsets of each layer in the concatenated output: one parallel pass over all rows.
     std::vector<int64_t> start{0};
-    for (const Linear *l : layers) start.push_back(start.back() + l->weight.size(0));
+    for (const Linear *l : layers) start.push_back(start.back() + l->outFeatures());
+    const bool q8 = layers.front()->q8 != nullptr;
+    // Grows once, reused every token; the worker threads read the caller's copy (a pointer:
+    // a thread_local named inside the lambda would be each worker's own).
+    thread_local kernels::Q8Activation actStore;
+    const kernels::Q8Activation *act = &actStore;
+    if (q8) {
+        at::Tensor xf = x.to(at::kFloat).contiguous();
+        kernels::quantizeActivationQ8(xf.data_ptr<float>(), in, actStore);
+    }
     const int64_t total = start.back();
     at::Tensor y = at::empty({total}, at::TensorOptions().dtype(at::kFloat));
     // fp32 biases (the kernels add them in fp32); bf16 biases are converted once per call.
@@ -55,7 +72,9 @@ std::vector<at::Tensor> decodeLinear(const std::vector<const Linear *> &layers, 
             const at::Tensor &w = layers[i]->weight;
             float *yi = yp + start[i]; // the kernels index y and bias by row
             const float *bias = biases[i].defined() ? biases[i].data_ptr<float>() : nullptr;
-            if (bf16) {
+            if (q8) {
+                kernels::gemvQ8(*layers[i]->q8, *act, yi, bias, lo - start[i], hi - start[i]);
+            } else if (bf16) {
                 const kernels::PackedBf16 pw(static_cast<const uint16_t *>(w.data_ptr()), w.size(0), in);
                 kernels::gemvBf16(pw, static_cast<const uint16_t *>(xp), yi, bias, lo - start[i],
                                   hi - start[i]);
@@ -68,7 +87,7 @@ std::vector<at::Tensor> decodeLinear(const std::vector<const Linear *> &layers, 
     std::vector<at::Tensor> outs;
     for (size_t i = 0; i < layers.size(); ++i) {
         auto shape = x.sizes().vec();
-        shape.back() = layers[i]->weight.size(0);
+        shape.back() = layers[i]->outFeatures();
         at::Tensor o = y.narrow(0, start[i], start[i + 1] - start[i]);
         outs.push_back((bf16 ? o.to(at::kBFloat16) : o).view(shape));
     }

@@ -1,6 +1,9 @@
 #include "core/model/layers.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include "core/kernels/gemv.h"
 
 #include "core/model/decode_linear.h"
 #include "core/model/weights.h"
@@ -15,8 +18,69 @@ Linear Linear::load(const Weights &w, const std::string &prefix, int64_t in, int
     return l;
 }
 
+int64_t Linear::outFeatures() const {
+    return q8 ? q8->rows : weight.size(0);
+}
+
+int64_t Linear::inFeatures() const {
+    return q8 ? q8->cols : weight.size(1);
+}
+
+size_t Linear::weightBytes() const {
+    return q8 ? q8->bytes() : weight.nbytes();
+}
+
+void Linear::quantizeInt8() {
+    if (q8 || !weight.defined()) return;
+    at::Tensor w = weight.contiguous();
+    if (w.scalar_type() == at::kBFloat16)
+        q8 = std::make_shared<kernels::PackedQ8>(
+            kernels::quantizeQ8(static_cast<const uint16_t *>(w.data_ptr()), w.size(0), w.size(1)));
+    else
+        q8 = std::make_shared<kernels::PackedQ8>(
+            kernels::quantizeQ8(w.to(at::kFloat).contiguous().data_ptr<float>(), w.size(0), w.size(1)));
+    weight = at::Tensor();
+}
+
+namespace {
+
+// Several tokens through int8 weights: dequantize a block of rows at a time into the input's
+// dtype and run libtorch's GEMM on it (one pass over the weights per call, like one decode
+// step; no full-size copy is ever held).
+at::Tensor linearQ8Tiles(const kernels::PackedQ8 &q, const at::Tensor &bias, const at::Tensor &x) {
+    const int64_t out = q.rows, in = q.cols;
+    at::Tensor x2 = x.reshape({-1, in});
+    at::Tensor y = at::empty({x2.size(0), out}, x.options());
+    constexpr int64_t kTile = 256;
+    at::Tensor tile = at::empty({std::min(kTile, out), in}, at::TensorOptions().dtype(at::kFloat));
+    float *tp = tile.data_ptr<float>();
+    for (int64_t r0 = 0; r0 < out; r0 += kTile) {
+        const int64_t n = std::min(kTile, out - r0);
+        at::parallel_for(0, n, 16, [&](int64_t b, int64_t e) {
+            for (int64_t r = b; r < e; ++r) {
+                const int8_t *qr = q.row(r0 + r);
+                float *dst = tp + r * in;
+                for (int64_t g = 0; g * 32 < in; ++g) {
+                    const float s = q.scale(r0 + r, g);
+                    const int64_t end = std::min<int64_t>(in, (g + 1) * 32);
+                    for (int64_t c = g * 32; c < end; ++c) dst[c] = qr[c] * s;
+                }
+            }
+        });
+        at::Tensor w = tile.narrow(0, 0, n).to(x.scalar_type());
+        at::Tensor b = bias.defined() ? bias.narrow(0, r0, n) : at::Tensor();
+        y.narrow(1, r0, n).copy_(at::linear(x2, w, b));
+    }
+    auto shape = x.sizes().vec();
+    shape.back() = out;
+    return y.view(shape);
+}
+
+} // namespace
+
 at::Tensor Linear::operator()(const at::Tensor &x) const {
     if (decodeEligible({this}, x)) return decodeLinear({this}, x)[0];
+    if (q8) return linearQ8Tiles(*q8, bias, x);
     if (x.scalar_type() == at::kFloat && x.numel() == x.size(-1) && x.device().is_cpu()) {
         at::Tensor y = at::mv(weight, x.reshape({-1}));
         if (bias.defined()) y.add_(bias);

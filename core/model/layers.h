@@ -1,15 +1,27 @@
 #pragma once
 // Small building blocks shared by the modules: named the way the original code names them.
 #include <ATen/core/Tensor.h>
+#include <memory>
 #include <string>
 
 namespace mgd {
 
 class Weights;
 
+namespace kernels {
+struct PackedQ8;
+}
+
 struct Linear {
-    at::Tensor weight; // [out, in]
+    at::Tensor weight; // [out, in]; undefined once quantized to int8
     at::Tensor bias;   // [out] or undefined
+    // int8 weights (--dtype int8): 32-value groups with a scale each, quantized at load.
+    std::shared_ptr<const kernels::PackedQ8> q8;
+    int64_t outFeatures() const;
+    int64_t inFeatures() const;
+    size_t weightBytes() const;
+    // Replaces the weight by its int8 quantization (the weight tensor is let go).
+    void quantizeInt8();
     static Linear load(const Weights &w, const std::string &prefix, int64_t in, int64_t out, bool bias,
                        at::ScalarType dtype);
     // x [..., in] -> [..., out]. A single fp32 row goes through matrix-vector, which streams

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/model/decode_attention.h"
 #include "core/model/decode_linear.h"
 #include "core/model/weights.h"
 #include "core/util/error.h"
@@ -44,10 +45,16 @@ Llama::Llama(const Weights &w, const LlamaConfig &c, at::ScalarType dtype) : c_(
 }
 
 size_t Llama::weightBytes() const {
-    size_t n = embedTokens_.nbytes() + finalNorm_.nbytes() + lmHead_.weight.nbytes();
+    size_t n = embedTokens_.nbytes() + finalNorm_.nbytes() + lmHead_.weightBytes();
     for (const auto &l : layers_)
-        for (const Linear *x : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) n += x->weight.nbytes();
+        for (const Linear *x : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) n += x->weightBytes();
     return n;
+}
+
+void Llama::quantizeInt8() {
+    for (auto &l : layers_)
+        for (Linear *x : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) x->quantizeInt8();
+    lmHead_.quantizeInt8();
 }
 
 size_t Llama::decodeBytesPerToken() const {
@@ -93,6 +100,10 @@ at::Tensor Llama::layerForward(const Layer &l, const at::Tensor &x, const at::Te
     at::Tensor k = rope(qkv[1].view({B, n, KvH, Dh}).transpose(1, 2)); // [B, KvH, n, Dh]
     at::Tensor v = qkv[2].view({B, n, KvH, Dh}).transpose(1, 2);
     const auto segs = kv(k, v);
+    if (n == 1 && !mask.defined() && decodeAttentionEligible(q, segs)) {
+        at::Tensor ctx = decodeAttention(q, segs).view({B, 1, D}); // [1, H, 1, Dh] -> [1, 1, D]
+        return mlpBlock(l, x + l.o(ctx));
+    }
     // Grouped heads: the G query heads of one kv head share its keys. [B, KvH, G*n, Dh]
     at::Tensor qg = q.reshape({B, KvH, G * n, Dh});
     std::vector<at::Tensor> parts; // per KV segment: [B, KvH, G*n, len]
@@ -110,8 +121,11 @@ at::Tensor Llama::layerForward(const Layer &l, const at::Tensor &x, const at::Te
         off += len;
     }
     ctx = ctx.view({B, H, n, Dh}).transpose(1, 2).reshape({B, n, D});
-    at::Tensor y = x + l.o(ctx);
-    h = rmsNorm(y, l.postNorm);
+    return mlpBlock(l, x + l.o(ctx));
+}
+
+at::Tensor Llama::mlpBlock(const Layer &l, const at::Tensor &y) const {
+    at::Tensor h = rmsNorm(y, l.postNorm);
     std::vector<at::Tensor> gu = decodeEligible({&l.gate, &l.up}, h)
                                      ? decodeLinear({&l.gate, &l.up}, h)
                                      : std::vector<at::Tensor>{l.gate(h), l.up(h)};

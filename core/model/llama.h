@@ -40,6 +40,10 @@ public:
     const at::Tensor &ropeCos() const { return cos_; }
     const at::Tensor &ropeSin() const { return sin_; }
     size_t weightBytes() const;
+    // --dtype int8: every matrix (q/k/v/o, gate/up/down, lm_head) to int8 with 32-value group
+    // scales; activations, norms, the embedding table and the KV cache stay in the model dtype.
+    void quantizeInt8();
+    bool int8() const { return lmHead_.q8 != nullptr; }
     // Weights one decode step reads: every matrix, one row of the embedding table.
     size_t decodeBytesPerToken() const;
 
@@ -56,6 +60,8 @@ private:
     // One decoder layer on x [B, n, hidden]; mask [n, total] or undefined.
     at::Tensor layerForward(const Layer &l, const at::Tensor &x, const at::Tensor &cos, const at::Tensor &sin,
                             const at::Tensor &mask, const KvFn &kv) const;
+    // y + MLP(RMSNorm(y)): the second half of a layer.
+    at::Tensor mlpBlock(const Layer &l, const at::Tensor &y) const;
     LlamaConfig c_;
     at::ScalarType dtype_;
     at::Tensor embedTokens_, finalNorm_;

@@ -29,12 +29,14 @@ std::unique_ptr<MiniGptModel> MiniGptModel::load(const std::string &dir, const s
                     std::to_string(m->tokenizer_->vocabSize()) + " pieces but the LLM vocab is " +
                     std::to_string(c.llm.vocabSize));
     if (!dtype.empty()) {
-        if (dtype != "float32" && dtype != "bfloat16" && dtype != "float16")
-            throw Error("dtype '" + dtype + "': expected float32, bfloat16 or float16");
+        if (dtype != "float32" && dtype != "bfloat16" && dtype != "float16" && dtype != "int8")
+            throw Error("dtype '" + dtype + "': expected float32, bfloat16, float16 or int8");
         m->config_.dtype = dtype;
     }
     // fp16 matmul is not implemented on CPU in libtorch 1.13: run fp16 checkpoints in fp32 there.
-    m->dtype_ = c.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
+    // int8: the LLM's matrices in int8, everything else in bf16.
+    const bool int8 = c.dtype == "int8";
+    m->dtype_ = c.dtype == "bfloat16" || int8 ? at::kBFloat16 : at::kFloat;
 
     Weights w = Weights::openFolder(dir);
     const at::ScalarType dt = m->dtype_;
@@ -50,10 +52,14 @@ std::unique_ptr<MiniGptModel> MiniGptModel::load(const std::string &dir, const s
     m->projW_ = w.take("llama_proj.weight", {c.llm.hidden, projIn}, dt);
     m->projB_ = w.take("llama_proj.bias", {c.llm.hidden}, dt);
     m->llama_ = std::make_unique<Llama>(w, c.llm, dt);
+    if (int8) {
+        m->llama_->quantizeInt8();
+        w.releasePages(); // the bf16/fp32 source pages quantization read
+    }
 
     // Vision identity: config + the bytes of every vision-side tensor (weights change it).
-    m->visionIdentity_ = w.fingerprint(c.toJsonText(), {"visual_encoder.", "ln_vision.", "Qformer.",
-                                                        "query_tokens", "llama_proj."});
+    m->visionIdentity_ = w.fingerprint(
+        c.toJsonText(), {"visual_encoder.", "ln_vision.", "Qformer.", "query_tokens", "llama_proj."});
     return m;
 }
 
@@ -64,9 +70,9 @@ at::Tensor MiniGptModel::encodeImage(const at::Tensor &pixels, VisionTrace *trac
         throw Error("encodeImage: pixels must be [B, 3, " + std::to_string(c.vision.imageSize) + ", " +
                     std::to_string(c.vision.imageSize) + "]");
     at::Tensor vit = vision_->forward(pixels, trace ? &trace->vitBlocks : nullptr); // [B, 1+N, W]
-    at::Tensor ln = at::layer_norm(vit.to(at::kFloat), {c.vision.width}, lnVisionW_, lnVisionB_,
-                                   c.vision.lnVisionEps)
-                        .to(dtype_);
+    at::Tensor ln =
+        at::layer_norm(vit.to(at::kFloat), {c.vision.width}, lnVisionW_, lnVisionB_, c.vision.lnVisionEps)
+            .to(dtype_);
     if (trace) {
         trace->vitOut = vit;
         trace->lnVisionOut = ln;
@@ -94,7 +100,8 @@ std::vector<std::pair<std::string, at::Tensor>> MiniGptModel::visionParameters()
 }
 
 std::vector<std::pair<std::string, at::Tensor>> MiniGptModel::languageParameters() const {
-    std::vector<std::pair<std::string, at::Tensor>> out{{"llama_proj.weight", projW_}, {"llama_proj.bias", projB_}};
+    std::vector<std::pair<std::string, at::Tensor>> out{{"llama_proj.weight", projW_},
+                                                        {"llama_proj.bias", projB_}};
     for (auto &p : llama_->namedParameters()) out.push_back(std::move(p));
     return out;
 }

@@ -98,6 +98,10 @@ Weights Weights::openFolder(const std::string &dir) {
     return openFiles(files);
 }
 
+void Weights::releasePages() const {
+    for (const auto &f : files_) f->releaseAll();
+}
+
 bool Weights::has(const std::string &name) const {
     return index_.count(name) != 0;
 }

@@ -27,6 +27,10 @@ public:
     at::Tensor takeOptional(const std::string &name, const std::vector<int64_t> &shape,
                             at::ScalarType dtype) const; // undefined when absent
     std::string describe() const;                        // file list, for messages
+    // Drops every mapped page from this process's memory (they are read again on use): after
+    // the weights were converted (int8), so the source pages are not held besides the copy.
+    // Only while nothing wrote to a mapped tensor (at load).
+    void releasePages() const;
     // XXH3-128 (hex) of `salt` and the raw bytes of every tensor whose name starts with one
     // of `prefixes`, in name order.
     std::string fingerprint(const std::string &salt, const std::vector<std::string> &prefixes) const;

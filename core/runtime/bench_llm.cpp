@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "core/import/model_folder_writer.h"
 #include "core/kernels/cpu_features.h"
@@ -58,10 +59,11 @@ LlamaConfig shapeConfig(const std::string &shape) {
     return c;
 }
 
+// int8 runs the bf16 weights quantized at load, as `--dtype int8` does for a model.
 at::ScalarType parseDtype(const std::string &d) {
-    if (d == "bfloat16") return at::kBFloat16;
+    if (d == "bfloat16" || d == "int8") return at::kBFloat16;
     if (d == "float32") return at::kFloat;
-    throw Error("bench-llm --dtype '" + d + "': expected bfloat16 or float32");
+    throw Error("bench-llm --dtype '" + d + "': expected bfloat16, float32 or int8");
 }
 
 // Random LLaMA weights (N(0, 0.02), norms 1) under the original names, written once.
@@ -140,26 +142,36 @@ Spread measureReadBandwidth(uint64_t bytes, int passes) {
 
 LlmBenchResult runLlmBench(const LlmBenchOptions &o, const std::function<void(const std::string &)> &log) {
     c10::InferenceMode guard;
-    if (o.threads > 0) at::set_num_threads(o.threads);
+    // As the app does: one thread per core unless told (Debian's libtorch defaults to 1).
+    at::set_num_threads(o.threads > 0 ? o.threads
+                                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
     const LlamaConfig c = shapeConfig(o.shape);
     const at::ScalarType dt = parseDtype(o.dtype);
     if (o.prefillTokens < 1 || o.decodeTokens < 1 || o.repetitions < 1 ||
         o.prefillTokens + o.decodeTokens > c.maxPositions)
         throw Error("bench-llm: token counts must be positive and fit the context (2048)");
     const std::string dir = ensureRandomLlm(
-        (fs::path(o.cacheDir) / ("bench-llm-" + o.shape + "-" + o.dtype)).string(), c, dt, log);
+        (fs::path(o.cacheDir) / ("bench-llm-" + o.shape + "-" + (o.dtype == "int8" ? "bfloat16" : o.dtype)))
+            .string(),
+        c, dt, log);
 
     LlmBenchResult r;
     r.shape = o.shape;
     r.dtype = o.dtype;
     r.threads = at::get_num_threads();
     r.cpu = kernels::describeCpu();
-    r.kernels = std::string("matrix-vector: ") + kernels::levelName(kernels::activeLevel()) +
-                (dt == at::kBFloat16 ? (kernels::useAvx512Bf16() ? " (vdpbf16ps)" : " (bf16 -> fp32 FMA)")
-                                     : " (fp32 FMA)") +
-                "; prefill: libtorch GEMM";
+    const std::string mv = o.dtype == "int8" ? (kernels::useAvx512Vnni() ? " (int8 vpdpbusd)" : " (int8)")
+                           : dt == at::kBFloat16
+                               ? (kernels::useAvx512Bf16() ? " (vdpbf16ps)" : " (bf16 -> fp32 FMA)")
+                               : " (fp32 FMA)";
+    r.kernels = std::string("matrix-vector: ") + kernels::levelName(kernels::activeLevel()) + mv +
+                (o.dtype == "int8" ? "; prefill: int8 tiles -> libtorch GEMM" : "; prefill: libtorch GEMM");
     Weights w = Weights::openFolder(dir);
     Llama llm(w, c, dt);
+    if (o.dtype == "int8") {
+        llm.quantizeInt8();
+        w.releasePages();
+    }
     r.weightBytes = llm.weightBytes();
     r.decodeBytesPerToken = llm.decodeBytesPerToken();
 
