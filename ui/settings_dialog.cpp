@@ -165,6 +165,7 @@ QWidget *SettingsDialog::modelPage(const QString &promptTemplate, bool cudaAvail
     dtype_->setObjectName("dtype");
     dtype_->addItem(tr("As the model folder says"), QString());
     dtype_->addItem(tr("bfloat16 (half the memory of float32)"), "bfloat16");
+    dtype_->addItem(tr("int8 (quarter of float32; the LLM's matrices)"), "int8");
     dtype_->addItem(tr("float32"), "float32");
     dtype_->addItem(tr("float16 (CUDA; float32 on a CPU)"), "float16");
     dtype_->setCurrentIndex(std::max(0, dtype_->findData(QString::fromStdString(e.dtype))));

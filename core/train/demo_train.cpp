@@ -731,9 +731,10 @@ std::string EvalReport::table() const {
 }
 
 EvalReport evaluateDemoModel(const std::string &modelDir, int questions, uint64_t seed, int threads,
-                             int laterQuestions) {
+                             int laterQuestions, const std::string &dtype) {
     EngineSettings es;
     es.threads = threads;
+    es.dtype = dtype;
     es.featureCache = false; // nothing on disk, and every image is new anyway
     es.responseCache = false;
     Engine e(es);
@@ -1118,13 +1119,14 @@ int trainDemoMain(int argc, char **argv) {
 
 int evalDemoMain(int argc, char **argv) {
     const Args a = parseArgs(
-        argc, argv, {"--model", "--questions", "--seed", "--threads", "--show-errors", "--later"}, {});
+        argc, argv, {"--model", "--questions", "--seed", "--threads", "--show-errors", "--later", "--dtype"},
+        {});
     const std::string model = a.get("--model", "");
     if (model.empty()) throw Error("eval-demo: --model DIR is required");
     const auto t0 = Clock::now();
-    const EvalReport r =
-        evaluateDemoModel(model, int(a.num("--questions", 500)), uint64_t(a.num("--seed", 12345)),
-                          std::max(1, int(a.num("--threads", 1))), std::max(0, int(a.num("--later", 0))));
+    const EvalReport r = evaluateDemoModel(
+        model, int(a.num("--questions", 500)), uint64_t(a.num("--seed", 12345)),
+        std::max(1, int(a.num("--threads", 1))), std::max(0, int(a.num("--later", 0))), a.get("--dtype", ""));
     std::printf("eval-demo: %s, %d held-out questions (seed %s), greedy, exact match, %.1f s\n",
                 model.c_str(), r.allTotal(), a.get("--seed", "12345").c_str(), secondsSince(t0));
     std::printf("%s", r.table().c_str());

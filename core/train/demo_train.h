@@ -66,8 +66,9 @@ struct EvalReport {
 // with greedy decoding, scored by exact match (a follow-up counts when both answers are right).
 // With laterQuestions > 0, each conversation then gets that many more questions about the
 // same image (any type but a follow-up pair), scored apart as "later".
+// `dtype` ("" = the folder's) as EngineSettings::dtype: float32, bfloat16, int8.
 EvalReport evaluateDemoModel(const std::string &modelDir, int questions, uint64_t seed, int threads = 0,
-                             int laterQuestions = 0);
+                             int laterQuestions = 0, const std::string &dtype = "");
 
 // CLI entry points (minigpt-cli train-demo / eval-demo); argv[1] is the command.
 int trainDemoMain(int argc, char **argv);

@@ -36,6 +36,21 @@ private slots:
         QVERIFY2(later >= kMinLater, qPrintable(QString("later questions %1").arg(later)));
     }
 
+    void reducedPrecisionKeepsAccuracy() {
+        // bf16 and int8 (matrix-vector kernels, int8 weights) answer as well as fp32: within
+        // one point on 500 questions (issue 13's bar: fp32 99.0, bf16 99.0, int8 98.8 on seed
+        // 12345); here 140 questions and their later questions, 2 questions of slack.
+        const std::string dir = MGD_DEMO_MODEL_DIR;
+        const EvalReport f32 = evaluateDemoModel(dir, 140, 777002, 2, 1, "float32");
+        for (const char *dtype : {"bfloat16", "int8"}) {
+            const EvalReport r = evaluateDemoModel(dir, 140, 777002, 2, 1, dtype);
+            std::printf("%s: overall %.3f (float32 %.3f), later %d/%d (float32 %d/%d)\n", dtype, r.overall(),
+                        f32.overall(), r.laterCorrect, r.laterTotal, f32.laterCorrect, f32.laterTotal);
+            QVERIFY2(r.overall() >= f32.overall() - 2.0 / 140, dtype);
+            QVERIFY2(r.laterCorrect >= f32.laterCorrect - 2, dtype);
+        }
+    }
+
 private:
     // The shipped model reaches 0.993 (139/140; every type >= 0.95) and 0.961 on the later
     // questions (269/280) on this seed; on 500 questions (seed 12345) 99.0% and 97.1%. The
