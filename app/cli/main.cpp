@@ -312,6 +312,7 @@ int cmdBench(const Options &o) {
     b.imagePath = o.image;
     b.answerTokens = o.answerTokens;
     b.threads = o.engine.threads;
+    b.dtype = o.engine.dtype;
     b.poolBytes = o.engine.memoryPoolBytes;
     if (!o.modes.empty()) b.modes = o.modes;
     auto report =

@@ -70,6 +70,7 @@ void resetPeakRss() {
 
 EngineSettings modeSettings(const std::string &mode, const BenchOptions &o, const std::string &featureDir) {
     EngineSettings s;
+    s.dtype = o.dtype;
     s.threads = o.threads;
     s.featureDiskDir = featureDir;
     s.memoryPoolBytes = o.poolBytes;

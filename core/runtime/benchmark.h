@@ -15,6 +15,7 @@ struct BenchOptions {
     std::string imagePath;     // empty: a generated test pattern
     int answerTokens = 32;
     int threads = 0;
+    std::string dtype; // every mode computes in it ("": the model folder's)
     std::vector<std::string> modes{"original", "feature_cache", "kv_reuse", "pool", "all"};
     uint64_t poolBytes = 0; // 0: sized to the scripted conversation
 };
