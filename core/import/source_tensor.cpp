@@ -14,16 +14,6 @@ namespace mgd {
 
 namespace {
 
-at::ScalarType fromSafetensors(DType d) {
-    switch (d) {
-    case DType::F32: return at::kFloat;
-    case DType::F16: return at::kHalf;
-    case DType::BF16: return at::kBFloat16;
-    case DType::I64: return at::kLong;
-    }
-    return at::kFloat;
-}
-
 // Only what a checkpoint's weights and buffers hold; anything else is refused by name.
 at::ScalarType fromTorchFile(const pth::TensorRef &t, const std::string &file, const std::string &key) {
     if (!t.dtypeKnown)
@@ -67,7 +57,7 @@ SourceDict listSafetensors(const std::string &path) {
         SourceTensor s;
         s.file = path;
         s.key = name;
-        s.dtype = fromSafetensors(info.dtype);
+        s.dtype = scalarTypeOf(info.dtype);
         s.shape = info.shape;
         const std::string key = name;
         s.read = [file, key] {

@@ -33,12 +33,6 @@ int64_t roundUp(int64_t v, int64_t m) {
     return (v + m - 1) / m * m;
 }
 
-// Round to nearest even for |v| < 2^22 in plain arithmetic (vectorizes; no -ffast-math here).
-float roundNearest(float v) {
-    constexpr float kMagic = 12582912.0f; // 1.5 * 2^23
-    return (v + kMagic) - kMagic;
-}
-
 float toFloat(float v) {
     return v;
 }
@@ -73,7 +67,8 @@ template <class T> void quantizeRows(const T *src, int64_t stride, PackedQ8 &p, 
             s[g] = floatToHalfUp(maxAbs / 127);
             const float scale = halfToFloat(s[g]);
             for (int64_t k = 0; k < n; ++k)
-                q[c0 + k] = static_cast<int8_t>(std::clamp(roundNearest(v[k] / scale), -127.0f, 127.0f));
+                q[c0 + k] =
+                    static_cast<int8_t>(std::clamp(detail::roundNearest(v[k] / scale), -127.0f, 127.0f));
         }
     }
 }
@@ -175,28 +170,27 @@ void quantizeActivationQ8(const float *x, int64_t cols, Q8Activation &out) {
     out.scale.resize(static_cast<size_t>(padded));
     out.init.resize(static_cast<size_t>(padded * 8));
     int8_t *q = out.q.data();
+    float *scale = out.scale.data();
+    int32_t *init = out.init.data();
     std::memset(q + groups * 32, 0, static_cast<size_t>((padded - groups) * 32));
-    std::memset(out.scale.data() + groups, 0, static_cast<size_t>(padded - groups) * 4);
-    std::memset(out.init.data(), 0, static_cast<size_t>(padded * 8) * 4);
-    for (int64_t g = 0; g < groups; ++g) {
-        const int64_t c0 = g * 32, n = std::min<int64_t>(32, cols - c0);
-        float maxAbs = 0;
-        bool finite = true; // std::max would skip a NaN
-        for (int64_t k = 0; k < n; ++k) {
-            maxAbs = std::max(maxAbs, std::fabs(x[c0 + k]));
-            finite &= std::isfinite(x[c0 + k]);
-        }
-        if (!finite) throw Error("quantizeActivationQ8: non-finite input near column " + std::to_string(c0));
-        const float inv = maxAbs > 0 ? 127 / maxAbs : 0;
-        int32_t sum = 0;
-        for (int64_t k = 0; k < 32; ++k) {
-            const int8_t v =
-                k < n ? static_cast<int8_t>(std::clamp(roundNearest(x[c0 + k] * inv), -127.0f, 127.0f)) : 0;
-            q[c0 + k] = v;
-            sum += v;
-        }
-        out.scale.data()[g] = maxAbs / 127;
-        out.init.data()[g * 8] = -128 * sum; // see the AVX-512 VNNI kernel
+    std::memset(scale + groups, 0, static_cast<size_t>(padded - groups) * 4);
+    std::memset(init, 0, static_cast<size_t>(padded * 8) * 4);
+    // The group sums go to init's first lanes for now, then move to their place.
+    bool ok;
+    switch (activeLevel()) {
+#if defined(__x86_64__)
+    case KernelLevel::Avx512: ok = detail::avx512::quantizeActivation(x, cols, q, scale, init); break;
+    case KernelLevel::Avx2: ok = detail::avx2::quantizeActivation(x, cols, q, scale, init); break;
+#endif
+    default: ok = detail::scalar::quantizeActivation(x, cols, q, scale, init); break;
+    }
+    if (!ok) throw Error("quantizeActivationQ8: non-finite input");
+    // init[g * 8] = -128 * sum_g (the AVX-512 VNNI kernel's offset correction); backwards, so
+    // no sum is overwritten before it is moved.
+    for (int64_t g = groups - 1; g >= 0; --g) {
+        const int32_t sum = init[g];
+        init[g] = 0;
+        init[g * 8] = -128 * sum;
     }
 }
 

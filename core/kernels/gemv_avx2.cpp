@@ -28,83 +28,41 @@ MGD_T2 inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-// bf16 pairs in 32-bit lanes: the even element is the low half, the odd one the high half.
-MGD_T2 inline __m256 evenBf16(__m256i v) {
-    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+// 8 bf16 -> exact fp32: zero-extend to 32 bits, shift into the high half (x stays in order).
+MGD_T2 inline __m256 load8(const uint16_t *p) {
+    return _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p))), 16));
 }
-MGD_T2 inline __m256 oddBf16(__m256i v) {
-    return _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+MGD_T2 inline __m256 load8(const float *p) {
+    return _mm256_loadu_ps(p);
 }
-
-template <int NR>
-MGD_T2 inline void stepBf16(const uint16_t *w, int64_t stride, __m256 xe, __m256 xo, __m256 *a0, __m256 *a1) {
-    MGD_UNROLL
-    for (int r = 0; r < NR; ++r) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(w + r * stride));
-        a0[r] = _mm256_fmadd_ps(evenBf16(v), xe, a0[r]);
-        a1[r] = _mm256_fmadd_ps(oddBf16(v), xo, a1[r]);
-    }
+inline float toFloat(uint16_t v) {
+    return bf16ToFloat(v);
+}
+inline float toFloat(float v) {
+    return v;
 }
 
-template <int NR>
-MGD_T2 void rowsBf16F32(const uint16_t *w, int64_t stride, const float *x, int64_t cols, float *out) {
+// Rows of bf16 or fp32 weights against fp32 or bf16 x, widened to fp32 for FMA: 16 columns per
+// iteration in two accumulators per row (8 chains for 4 rows); the tail in scalar code.
+template <int NR, class W, class X>
+MGD_T2 void rowsFma(const W *w, int64_t stride, const X *x, int64_t cols, float *out) {
     __m256 a0[NR], a1[NR];
     MGD_UNROLL
     for (int r = 0; r < NR; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
     int64_t c = 0;
     for (; c + 16 <= cols; c += 16) {
-        const __m256 xa = _mm256_loadu_ps(x + c), xb = _mm256_loadu_ps(x + c + 8);
-        // shuffle_ps works within 128-bit halves; the 64-bit permute puts the columns in order.
-        const __m256 xe =
-            _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(xa, xb, 0x88)), 0xd8));
-        const __m256 xo =
-            _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(xa, xb, 0xdd)), 0xd8));
-        stepBf16<NR>(w + c, stride, xe, xo, a0, a1);
-    }
-    MGD_UNROLL
-    for (int r = 0; r < NR; ++r) {
-        float s = hsum(_mm256_add_ps(a0[r], a1[r]));
-        for (int64_t k = c; k < cols; ++k) s += bf16ToFloat(w[r * stride + k]) * x[k];
-        out[r] = s;
-    }
-}
-
-template <int NR>
-MGD_T2 void rowsBf16Bf16(const uint16_t *w, int64_t stride, const uint16_t *x, int64_t cols, float *out) {
-    __m256 a0[NR], a1[NR];
-    MGD_UNROLL
-    for (int r = 0; r < NR; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
-    int64_t c = 0;
-    for (; c + 16 <= cols; c += 16) {
-        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x + c));
-        stepBf16<NR>(w + c, stride, evenBf16(xv), oddBf16(xv), a0, a1);
-    }
-    MGD_UNROLL
-    for (int r = 0; r < NR; ++r) {
-        float s = hsum(_mm256_add_ps(a0[r], a1[r]));
-        for (int64_t k = c; k < cols; ++k) s += bf16ToFloat(w[r * stride + k]) * bf16ToFloat(x[k]);
-        out[r] = s;
-    }
-}
-
-template <int NR>
-MGD_T2 void rowsF32(const float *w, int64_t stride, const float *x, int64_t cols, float *out) {
-    __m256 a0[NR], a1[NR];
-    MGD_UNROLL
-    for (int r = 0; r < NR; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
-    int64_t c = 0;
-    for (; c + 16 <= cols; c += 16) {
-        const __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+        const __m256 x0 = load8(x + c), x1 = load8(x + c + 8);
         MGD_UNROLL
         for (int r = 0; r < NR; ++r) {
-            a0[r] = _mm256_fmadd_ps(_mm256_loadu_ps(w + r * stride + c), x0, a0[r]);
-            a1[r] = _mm256_fmadd_ps(_mm256_loadu_ps(w + r * stride + c + 8), x1, a1[r]);
+            a0[r] = _mm256_fmadd_ps(load8(w + r * stride + c), x0, a0[r]);
+            a1[r] = _mm256_fmadd_ps(load8(w + r * stride + c + 8), x1, a1[r]);
         }
     }
     MGD_UNROLL
     for (int r = 0; r < NR; ++r) {
         float s = hsum(_mm256_add_ps(a0[r], a1[r]));
-        for (int64_t k = c; k < cols; ++k) s += w[r * stride + k] * x[k];
+        for (int64_t k = c; k < cols; ++k) s += toFloat(w[r * stride + k]) * toFloat(x[k]);
         out[r] = s;
     }
 }
@@ -167,16 +125,16 @@ MGD_T2 inline void overRows(const T &w, const X *x, float *y, const float *bias,
 } // namespace
 
 void gemvBf16F32(const PackedBf16 &w, const float *x, float *y, const float *bias, int64_t r0, int64_t r1) {
-    overRows(w, x, y, bias, r0, r1, rowsBf16F32<kRows>, rowsBf16F32<1>);
+    overRows(w, x, y, bias, r0, r1, rowsFma<kRows, uint16_t, float>, rowsFma<1, uint16_t, float>);
 }
 
 void gemvBf16Bf16(const PackedBf16 &w, const uint16_t *x, float *y, const float *bias, int64_t r0,
                   int64_t r1) {
-    overRows(w, x, y, bias, r0, r1, rowsBf16Bf16<kRows>, rowsBf16Bf16<1>);
+    overRows(w, x, y, bias, r0, r1, rowsFma<kRows, uint16_t, uint16_t>, rowsFma<1, uint16_t, uint16_t>);
 }
 
 void gemvF32(const PackedF32 &w, const float *x, float *y, const float *bias, int64_t r0, int64_t r1) {
-    overRows(w, x, y, bias, r0, r1, rowsF32<kRows>, rowsF32<1>);
+    overRows(w, x, y, bias, r0, r1, rowsFma<kRows, float, float>, rowsFma<1, float, float>);
 }
 
 void gemvQ8(const PackedQ8 &w, const Q8Activation &x, float *y, const float *bias, int64_t r0, int64_t r1) {
@@ -190,6 +148,46 @@ void gemvQ8(const PackedQ8 &w, const Q8Activation &x, float *y, const float *bia
         rowsQ8<1>(w, r, x, out);
         y[r] = finish(out[0], bias, r);
     }
+}
+
+// Same arithmetic as quantizeGroup (the scalar reference), which also does the partial last group.
+MGD_T2 bool quantizeActivation(const float *x, int64_t cols, int8_t *q, float *scale, int32_t *sum) {
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 maxFinite = _mm256_set1_ps(3.4028234663852886e38f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    bool ok = true;
+    int64_t g = 0;
+    for (; g * 32 + 32 <= cols; ++g) {
+        __m256 v[4], m = _mm256_setzero_ps();
+        int finite = 0xff;
+        for (int k = 0; k < 4; ++k) {
+            v[k] = _mm256_loadu_ps(x + g * 32 + 8 * k);
+            const __m256 a = _mm256_and_ps(v[k], absMask);
+            finite &= _mm256_movemask_ps(_mm256_cmp_ps(a, maxFinite, _CMP_LE_OQ));
+            m = _mm256_max_ps(m, a);
+        }
+        ok &= finite == 0xff;
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        const float maxAbs = _mm_cvtss_f32(h);
+        const __m256 inv = _mm256_set1_ps(maxAbs > 0 ? 127 / maxAbs : 0);
+        __m256i i[4];
+        for (int k = 0; k < 4; ++k) i[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], inv));
+        // packs work within 128-bit halves: the permute restores column order.
+        const __m256i bytes =
+            _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]), _mm256_packs_epi32(i[2], i[3]));
+        _mm256_storeu_si256(reinterpret_cast<__m256i *>(q + g * 32),
+                            _mm256_permutevar8x32_epi32(bytes, order));
+        const __m256i s = _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
+        __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
+        scale[g] = maxAbs / 127;
+        sum[g] = _mm_cvtsi128_si32(t);
+    }
+    if (g * 32 < cols) ok &= quantizeGroup(x + g * 32, cols - g * 32, q + g * 32, scale + g, sum + g);
+    return ok;
 }
 
 } // namespace mgd::kernels::detail::avx2

@@ -24,76 +24,51 @@ namespace {
 
 constexpr int kRows = 4;
 
-// Masks for the first n (< 32) elements of a 32-element step: 16-bit lanes, then the two fp32 halves.
-MGD_T512 inline __mmask32 mask32(int64_t n) {
-    return static_cast<__mmask32>((1ull << n) - 1);
-}
-MGD_T512 inline __mmask16 maskLo(int64_t n) {
+// Masks of the first n elements of a 16- or 32-element step.
+MGD_T512 inline __mmask16 mask16(int64_t n) {
     return n >= 16 ? 0xffff : static_cast<__mmask16>((1u << n) - 1);
 }
-MGD_T512 inline __mmask16 maskHi(int64_t n) {
-    return n <= 16 ? 0 : static_cast<__mmask16>((1u << (n - 16)) - 1);
+MGD_T512 inline __mmask32 mask32(int64_t n) {
+    return n >= 32 ? ~__mmask32(0) : static_cast<__mmask32>((1u << n) - 1);
 }
 
-// bf16 pairs in 32-bit lanes: the even element is the low half (shift it up), the odd one the
-// high half (mask the low half off); both are then exact fp32.
-MGD_T512 inline __m512 evenBf16(__m512i v) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+// 16 bf16 -> exact fp32: zero-extend to 32 bits, shift into the high half. (Measured faster on
+// Zen 4 than splitting 32 loaded bf16 into even/odd halves, which also needs x permuted.)
+MGD_T512 inline __m512 load16(const uint16_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(p))), 16));
 }
-MGD_T512 inline __m512 oddBf16(__m512i v) {
-    return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
+MGD_T512 inline __m512 load16(const uint16_t *p, __mmask16 m) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
 }
-
-// One step of 32 columns: x split into even/odd columns (shared by the NR rows).
-template <int NR>
-MGD_T512 inline void stepBf16(const uint16_t *w, int64_t stride, __m512 xe, __m512 xo, __m512 *a0, __m512 *a1,
-                              __mmask32 m) {
-    MGD_UNROLL
-    for (int r = 0; r < NR; ++r) {
-        const __m512i v = _mm512_maskz_loadu_epi16(m, w + r * stride);
-        a0[r] = _mm512_fmadd_ps(evenBf16(v), xe, a0[r]);
-        a1[r] = _mm512_fmadd_ps(oddBf16(v), xo, a1[r]);
-    }
+MGD_T512 inline __m512 load16(const float *p) {
+    return _mm512_loadu_ps(p);
+}
+MGD_T512 inline __m512 load16(const float *p, __mmask16 m) {
+    return _mm512_maskz_loadu_ps(m, p);
 }
 
-template <int NR>
-MGD_T512 void rowsBf16F32(const uint16_t *w, int64_t stride, const float *x, int64_t cols, float *out) {
-    const __m512i evenIdx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i oddIdx = _mm512_add_epi32(evenIdx, _mm512_set1_epi32(1));
+// Rows of bf16 or fp32 weights against fp32 or bf16 x, all widened to fp32 for FMA: 32 columns
+// per iteration in two accumulators per row (8 chains for 4 rows), masked tail.
+template <int NR, class W, class X>
+MGD_T512 void rowsFma(const W *w, int64_t stride, const X *x, int64_t cols, float *out) {
     __m512 a0[NR], a1[NR];
     MGD_UNROLL
     for (int r = 0; r < NR; ++r) a0[r] = a1[r] = _mm512_setzero_ps();
     int64_t c = 0;
     for (; c + 32 <= cols; c += 32) {
-        const __m512 xa = _mm512_loadu_ps(x + c), xb = _mm512_loadu_ps(x + c + 16);
-        stepBf16<NR>(w + c, stride, _mm512_permutex2var_ps(xa, evenIdx, xb),
-                     _mm512_permutex2var_ps(xa, oddIdx, xb), a0, a1, ~__mmask32(0));
+        const __m512 x0 = load16(x + c), x1 = load16(x + c + 16);
+        MGD_UNROLL
+        for (int r = 0; r < NR; ++r) {
+            a0[r] = _mm512_fmadd_ps(load16(w + r * stride + c), x0, a0[r]);
+            a1[r] = _mm512_fmadd_ps(load16(w + r * stride + c + 16), x1, a1[r]);
+        }
     }
-    if (c < cols) {
-        const int64_t n = cols - c;
-        const __m512 xa = _mm512_maskz_loadu_ps(maskLo(n), x + c);
-        const __m512 xb = _mm512_maskz_loadu_ps(maskHi(n), x + c + 16);
-        stepBf16<NR>(w + c, stride, _mm512_permutex2var_ps(xa, evenIdx, xb),
-                     _mm512_permutex2var_ps(xa, oddIdx, xb), a0, a1, mask32(n));
-    }
-    MGD_UNROLL
-    for (int r = 0; r < NR; ++r) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
-}
-
-// bf16 x without AVX512-BF16: x splits into even/odd fp32 the same way as the weights.
-template <int NR>
-MGD_T512 void rowsBf16Bf16(const uint16_t *w, int64_t stride, const uint16_t *x, int64_t cols, float *out) {
-    __m512 a0[NR], a1[NR];
-    MGD_UNROLL
-    for (int r = 0; r < NR; ++r) a0[r] = a1[r] = _mm512_setzero_ps();
-    int64_t c = 0;
-    for (; c + 32 <= cols; c += 32) {
-        const __m512i xv = _mm512_loadu_si512(x + c);
-        stepBf16<NR>(w + c, stride, evenBf16(xv), oddBf16(xv), a0, a1, ~__mmask32(0));
-    }
-    if (c < cols) {
-        const __m512i xv = _mm512_maskz_loadu_epi16(mask32(cols - c), x + c);
-        stepBf16<NR>(w + c, stride, evenBf16(xv), oddBf16(xv), a0, a1, mask32(cols - c));
+    for (; c < cols; c += 16) {
+        const __mmask16 m = mask16(cols - c);
+        const __m512 xv = load16(x + c, m);
+        MGD_UNROLL
+        for (int r = 0; r < NR; ++r) a0[r] = _mm512_fmadd_ps(load16(w + r * stride + c, m), xv, a0[r]);
     }
     MGD_UNROLL
     for (int r = 0; r < NR; ++r) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
@@ -123,31 +98,6 @@ MGD_T512_BF16 void rowsBf16Dp(const uint16_t *w, int64_t stride, const uint16_t 
         MGD_UNROLL
         for (int r = 0; r < NR; ++r)
             a0[r] = _mm512_dpbf16_ps(a0[r], (__m512bh)_mm512_maskz_loadu_epi16(m, w + r * stride + c), xv);
-    }
-    MGD_UNROLL
-    for (int r = 0; r < NR; ++r) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
-}
-
-template <int NR>
-MGD_T512 void rowsF32(const float *w, int64_t stride, const float *x, int64_t cols, float *out) {
-    __m512 a0[NR], a1[NR];
-    MGD_UNROLL
-    for (int r = 0; r < NR; ++r) a0[r] = a1[r] = _mm512_setzero_ps();
-    int64_t c = 0;
-    for (; c + 32 <= cols; c += 32) {
-        const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
-        MGD_UNROLL
-        for (int r = 0; r < NR; ++r) {
-            a0[r] = _mm512_fmadd_ps(_mm512_loadu_ps(w + r * stride + c), x0, a0[r]);
-            a1[r] = _mm512_fmadd_ps(_mm512_loadu_ps(w + r * stride + c + 16), x1, a1[r]);
-        }
-    }
-    for (; c < cols; c += 16) {
-        const __mmask16 m = maskLo(cols - c);
-        const __m512 xv = _mm512_maskz_loadu_ps(m, x + c);
-        MGD_UNROLL
-        for (int r = 0; r < NR; ++r)
-            a0[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + r * stride + c), xv, a0[r]);
     }
     MGD_UNROLL
     for (int r = 0; r < NR; ++r) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
@@ -212,7 +162,7 @@ MGD_T512 inline void overRows(const T &w, const X *x, float *y, const float *bia
 } // namespace
 
 void gemvBf16F32(const PackedBf16 &w, const float *x, float *y, const float *bias, int64_t r0, int64_t r1) {
-    overRows(w, x, y, bias, r0, r1, rowsBf16F32<kRows>, rowsBf16F32<1>);
+    overRows(w, x, y, bias, r0, r1, rowsFma<kRows, uint16_t, float>, rowsFma<1, uint16_t, float>);
 }
 
 void gemvBf16Bf16(const PackedBf16 &w, const uint16_t *x, float *y, const float *bias, int64_t r0,
@@ -220,11 +170,11 @@ void gemvBf16Bf16(const PackedBf16 &w, const uint16_t *x, float *y, const float 
     if (useAvx512Bf16())
         overRows(w, x, y, bias, r0, r1, rowsBf16Dp<kRows>, rowsBf16Dp<1>);
     else
-        overRows(w, x, y, bias, r0, r1, rowsBf16Bf16<kRows>, rowsBf16Bf16<1>);
+        overRows(w, x, y, bias, r0, r1, rowsFma<kRows, uint16_t, uint16_t>, rowsFma<1, uint16_t, uint16_t>);
 }
 
 void gemvF32(const PackedF32 &w, const float *x, float *y, const float *bias, int64_t r0, int64_t r1) {
-    overRows(w, x, y, bias, r0, r1, rowsF32<kRows>, rowsF32<1>);
+    overRows(w, x, y, bias, r0, r1, rowsFma<kRows, float, float>, rowsFma<1, float, float>);
 }
 
 void gemvQ8(const PackedQ8 &w, const Q8Activation &x, float *y, const float *bias, int64_t r0, int64_t r1) {
@@ -238,6 +188,33 @@ void gemvQ8(const PackedQ8 &w, const Q8Activation &x, float *y, const float *bia
         rowsQ8<1>(w, r, x, out);
         y[r] = finish(out[0], bias, r);
     }
+}
+
+// Same arithmetic as quantizeGroup (the scalar reference): cvtps2dq rounds to nearest even like
+// roundNearest, vpmovsdb's saturation never triggers (|x * inv| rounds to at most 127).
+MGD_T512 bool quantizeActivation(const float *x, int64_t cols, int8_t *q, float *scale, int32_t *sum) {
+    const __m512 absMask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    const __m512 maxFinite = _mm512_set1_ps(3.4028234663852886e38f);
+    bool ok = true;
+    for (int64_t g = 0; g * 32 < cols; ++g) {
+        const int64_t n = cols - g * 32;
+        const __mmask16 m0 = mask16(n), m1 = n > 16 ? mask16(n - 16) : 0;
+        const __m512 v0 = _mm512_maskz_loadu_ps(m0, x + g * 32),
+                     v1 = _mm512_maskz_loadu_ps(m1, x + g * 32 + 16);
+        const __m512 a0 = _mm512_and_ps(v0, absMask), a1 = _mm512_and_ps(v1, absMask);
+        // Ordered compare: false for NaN and inf.
+        ok &= (_mm512_cmp_ps_mask(a0, maxFinite, _CMP_LE_OQ) &
+               _mm512_cmp_ps_mask(a1, maxFinite, _CMP_LE_OQ)) == 0xffff;
+        const float maxAbs = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+        const __m512 inv = _mm512_set1_ps(maxAbs > 0 ? 127 / maxAbs : 0);
+        const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, inv)),
+                      q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, inv));
+        _mm_storeu_si128(reinterpret_cast<__m128i *>(q + g * 32), _mm512_cvtsepi32_epi8(q0));
+        _mm_storeu_si128(reinterpret_cast<__m128i *>(q + g * 32 + 16), _mm512_cvtsepi32_epi8(q1));
+        scale[g] = maxAbs / 127;
+        sum[g] = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    }
+    return ok;
 }
 
 } // namespace mgd::kernels::detail::avx512

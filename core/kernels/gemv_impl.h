@@ -1,5 +1,5 @@
 #pragma once
-// The per-instruction-set kernels behind gemv.h (internal: gemv.cpp dispatches). Every function
+// The per-instruction-set kernels behind gemv.h (internal: gemv.cpp dispatches). Every gemv
 // computes rows [r0, r1), y and bias indexed by row, bias may be null.
 #include <cstdint>
 #include <cstring>
@@ -20,6 +20,35 @@ inline float finish(float dot, const float *bias, int64_t r) {
     return bias ? dot + bias[r] : dot;
 }
 
+// Round to nearest even for |v| < 2^22 in plain arithmetic, as cvtps2dq does (no -ffast-math here).
+inline float roundNearest(float v) {
+    constexpr float kMagic = 12582912.0f; // 1.5 * 2^23
+    return (v + kMagic) - kMagic;
+}
+
+// One activation group of n <= 32 values (zero-padded to 32): q = round(x * inv), inv = 127 /
+// maxabs, scale = maxabs / 127. |x * inv| <= 127 * (1 + 2^-23) rounds to at most 127: no clamp.
+// Every level computes exactly this, so the quantized activation does not depend on the level.
+// False when a value is not finite.
+inline bool quantizeGroup(const float *x, int64_t n, int8_t *q, float *scale, int32_t *sum) {
+    float maxAbs = 0;
+    bool finite = true;
+    for (int64_t k = 0; k < n; ++k) {
+        const float a = x[k] < 0 ? -x[k] : x[k];
+        maxAbs = a > maxAbs ? a : maxAbs;
+        finite &= a <= 3.4028234663852886e38f; // false for NaN too
+    }
+    const float inv = maxAbs > 0 ? 127 / maxAbs : 0;
+    int32_t s = 0;
+    for (int64_t k = 0; k < 32; ++k) {
+        q[k] = k < n ? static_cast<int8_t>(roundNearest(x[k] * inv)) : 0;
+        s += q[k];
+    }
+    *scale = maxAbs / 127;
+    *sum = s;
+    return finite;
+}
+
 #define MGD_GEMV_DECLARE(ns)                                                                                 \
     namespace ns {                                                                                           \
     void gemvBf16F32(const PackedBf16 &w, const float *x, float *y, const float *bias, int64_t r0,           \
@@ -29,6 +58,8 @@ inline float finish(float dot, const float *bias, int64_t r) {
     void gemvF32(const PackedF32 &w, const float *x, float *y, const float *bias, int64_t r0, int64_t r1);   \
     void gemvQ8(const PackedQ8 &w, const Q8Activation &x, float *y, const float *bias, int64_t r0,           \
                 int64_t r1);                                                                                 \
+    /* ceil(cols / 32) groups: q (32 each, zero-padded), scale and sum of q; false: x not finite */          \
+    bool quantizeActivation(const float *x, int64_t cols, int8_t *q, float *scale, int32_t *sum);            \
     }
 
 MGD_GEMV_DECLARE(scalar)

@@ -55,4 +55,13 @@ void gemvQ8(const PackedQ8 &w, const Q8Activation &x, float *y, const float *bia
     }
 }
 
+bool quantizeActivation(const float *x, int64_t cols, int8_t *q, float *scale, int32_t *sum) {
+    bool ok = true;
+    for (int64_t g = 0; g * 32 < cols; ++g) {
+        const int64_t n = cols - g * 32 < 32 ? cols - g * 32 : 32;
+        ok &= quantizeGroup(x + g * 32, n, q + g * 32, scale + g, sum + g);
+    }
+    return ok;
+}
+
 } // namespace mgd::kernels::detail::scalar

@@ -23,16 +23,6 @@ namespace {
 // making us read or allocate gigabytes.
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
 
-at::ScalarType toScalarType(DType d) {
-    switch (d) {
-    case DType::F32: return at::kFloat;
-    case DType::F16: return at::kHalf;
-    case DType::BF16: return at::kBFloat16;
-    case DType::I64: return at::kLong;
-    }
-    return at::kFloat;
-}
-
 bool parseDType(const std::string &s, DType &out) {
     if (s == "F32")
         out = DType::F32;
@@ -57,6 +47,16 @@ const char *dtypeName(DType d) {
     case DType::I64: return "I64";
     }
     return "?";
+}
+
+at::ScalarType scalarTypeOf(DType d) {
+    switch (d) {
+    case DType::F32: return at::kFloat;
+    case DType::F16: return at::kHalf;
+    case DType::BF16: return at::kBFloat16;
+    case DType::I64: return at::kLong;
+    }
+    return at::kFloat;
 }
 
 size_t dtypeSize(DType d) {
@@ -183,7 +183,7 @@ const void *SafetensorsFile::data(const std::string &name) const {
 
 at::Tensor SafetensorsFile::load(const std::string &name) const {
     const TensorInfo &ti = info(name);
-    at::Tensor t = at::empty(ti.shape, at::TensorOptions().dtype(toScalarType(ti.dtype)));
+    at::Tensor t = at::empty(ti.shape, at::TensorOptions().dtype(scalarTypeOf(ti.dtype)));
     if (ti.end > ti.begin) std::memcpy(t.data_ptr(), data(name), ti.end - ti.begin);
     return t;
 }
@@ -196,7 +196,7 @@ at::Tensor SafetensorsFile::view(const std::shared_ptr<const SafetensorsFile> &s
     std::shared_ptr<const SafetensorsFile> keep = self;
     return at::from_blob(
         p, ti.shape, [keep](void *) mutable { keep.reset(); },
-        at::TensorOptions().dtype(toScalarType(ti.dtype)));
+        at::TensorOptions().dtype(scalarTypeOf(ti.dtype)));
 }
 
 namespace {

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <c10/core/ScalarType.h>
+
 namespace at {
 class Tensor;
 }
@@ -19,6 +21,7 @@ enum class DType { F32, F16, BF16, I64 };
 
 const char *dtypeName(DType d);
 size_t dtypeSize(DType d);
+at::ScalarType scalarTypeOf(DType d);
 
 struct TensorInfo {
     std::string name;

@@ -32,16 +32,6 @@ std::string canonicalName(const std::string &key) {
     return key;
 }
 
-at::ScalarType toScalar(DType d) {
-    switch (d) {
-    case DType::F32: return at::kFloat;
-    case DType::F16: return at::kHalf;
-    case DType::BF16: return at::kBFloat16;
-    case DType::I64: return at::kLong;
-    }
-    return at::kFloat;
-}
-
 } // namespace
 
 Weights Weights::openFiles(const std::vector<std::string> &files) {
@@ -170,7 +160,7 @@ at::Tensor Weights::take(const std::string &name, const std::vector<int64_t> &sh
         throw Error("weights '" + s->file->path() + "': tensor '" + name +
                     "' is I64 but a floating-point tensor is expected");
     const bool lora = has(name.substr(0, name.size() - std::string(".weight").size()) + ".lora_A.weight");
-    if (!lora && toScalar(info.dtype) == dtype) {
+    if (!lora && scalarTypeOf(info.dtype) == dtype) {
         // Stored as computed: the tensor is the mapped bytes themselves (one copy in memory).
         at::Tensor v = SafetensorsFile::view(s->file, s->key);
         if (v.defined()) return v;

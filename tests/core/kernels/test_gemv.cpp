@@ -278,6 +278,38 @@ private slots:
         }
     }
 
+    // The quantized activation is bit-identical at every level (SIMD and scalar share the arithmetic).
+    void activationSameAtEveryLevel_data() {
+        levels();
+    }
+    void activationSameAtEveryLevel() {
+        ENTER_LEVEL();
+        const KernelLevel level = activeLevel();
+        uint32_t seed = 600;
+        for (int64_t cols : kCols) {
+            std::vector<float> x = randomMatrix(1, cols, seed++);
+            x[0] = 0.0f; // a zero, and a group of zeros when there is a second group
+            for (int64_t c = 32; c < std::min<int64_t>(cols, 64); ++c) x[static_cast<size_t>(c)] = 0.0f;
+            Q8Activation a, ref;
+            quantizeActivationQ8(x.data(), cols, a);
+            forceKernelLevel(KernelLevel::Scalar);
+            quantizeActivationQ8(x.data(), cols, ref);
+            forceKernelLevel(level);
+            QCOMPARE(a.groups, ref.groups);
+            QCOMPARE(a.q.size(), ref.q.size());
+            QVERIFY(std::memcmp(a.q.data(), ref.q.data(), a.q.size()) == 0);
+            QVERIFY(std::memcmp(a.scale.data(), ref.scale.data(), a.scale.size() * 4) == 0);
+            QVERIFY(std::memcmp(a.init.data(), ref.init.data(), a.init.size() * 4) == 0);
+            // init holds -128 * (sum of the group's q) in the group's first of 8 lanes, zeros elsewhere.
+            for (int64_t g = 0; g < static_cast<int64_t>(a.scale.size()); ++g) {
+                int32_t sum = 0;
+                for (int k = 0; k < 32; ++k) sum += a.q.data()[g * 32 + k];
+                QCOMPARE(a.init.data()[g * 8], -128 * sum);
+                for (int k = 1; k < 8; ++k) QCOMPARE(a.init.data()[g * 8 + k], 0);
+            }
+        }
+    }
+
     // Any split of the rows gives bit-identical results to one call (threads may split anywhere).
     void rowRangeSplit_data() {
         levels();
@@ -349,7 +381,16 @@ private slots:
         Q8Activation a;
         QVERIFY_THROWS_EXCEPTION(mgd::Error, quantizeActivationQ8(bad.data() + 32, -3, a));
         bad[37] = INFINITY;
-        QVERIFY_THROWS_EXCEPTION(mgd::Error, quantizeActivationQ8(bad.data(), 64, a));
+        for (KernelLevel l : {KernelLevel::Scalar, KernelLevel::Avx2, KernelLevel::Avx512}) {
+            if (!levelSupported(l)) continue;
+            forceKernelLevel(l);
+            bad[37] = INFINITY;
+            QVERIFY_THROWS_EXCEPTION(mgd::Error, quantizeActivationQ8(bad.data(), 64, a));
+            bad[37] = NAN;
+            QVERIFY_THROWS_EXCEPTION(mgd::Error,
+                                     quantizeActivationQ8(bad.data(), 40, a)); // in the partial group
+        }
+        forceKernelLevel(std::nullopt);
         const PackedQ8 q = quantizeQ8(w.data(), 2, 32);
         quantizeActivationQ8(w.data(), 31, a);
         std::vector<float> y(2);
