@@ -11,10 +11,14 @@
 namespace mgd {
 
 Linear Linear::load(const Weights &w, const std::string &prefix, int64_t in, int64_t out, bool hasBias,
-                    at::ScalarType dtype) {
+                    at::ScalarType dtype, bool int8) {
     Linear l;
     l.weight = w.take(prefix + ".weight", {out, in}, dtype);
     if (hasBias) l.bias = w.take(prefix + ".bias", {out}, dtype);
+    if (int8) {
+        l.quantizeInt8();
+        w.release(prefix + ".weight");
+    }
     return l;
 }
 

@@ -22,8 +22,10 @@ struct Linear {
     size_t weightBytes() const;
     // Replaces the weight by its int8 quantization (the weight tensor is let go).
     void quantizeInt8();
+    // int8: quantized as it is loaded, and the source's mapped pages dropped at once, so a
+    // model never holds its bf16 and int8 weights together.
     static Linear load(const Weights &w, const std::string &prefix, int64_t in, int64_t out, bool bias,
-                       at::ScalarType dtype);
+                       at::ScalarType dtype, bool int8 = false);
     // x [..., in] -> [..., out]. A single fp32 row goes through matrix-vector, which streams
     // the weights several times faster than linear() on CPU (design.md, "Decode shapes").
     at::Tensor operator()(const at::Tensor &x) const;

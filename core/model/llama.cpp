@@ -11,25 +11,25 @@
 
 namespace mgd {
 
-Llama::Llama(const Weights &w, const LlamaConfig &c, at::ScalarType dtype) : c_(c), dtype_(dtype) {
+Llama::Llama(const Weights &w, const LlamaConfig &c, at::ScalarType dtype, bool int8) : c_(c), dtype_(dtype) {
     const int64_t d = c.hidden, dh = c.headDim(), kvd = c.kvHeads * dh;
     const std::string p = "llama_model.model.";
     embedTokens_ = w.take(p + "embed_tokens.weight", {c.vocabSize, d}, dtype);
     finalNorm_ = w.take(p + "norm.weight", {d}, dtype);
-    lmHead_ = Linear::load(w, "llama_model.lm_head", d, c.vocabSize, false, dtype);
+    lmHead_ = Linear::load(w, "llama_model.lm_head", d, c.vocabSize, false, dtype, int8);
     at::Tensor invFreq;
     for (int i = 0; i < c.layers; ++i) {
         const std::string l = p + "layers." + std::to_string(i) + ".";
         Layer layer;
         layer.inputNorm = w.take(l + "input_layernorm.weight", {d}, dtype);
         layer.postNorm = w.take(l + "post_attention_layernorm.weight", {d}, dtype);
-        layer.q = Linear::load(w, l + "self_attn.q_proj", d, d, false, dtype);
-        layer.k = Linear::load(w, l + "self_attn.k_proj", d, kvd, false, dtype);
-        layer.v = Linear::load(w, l + "self_attn.v_proj", d, kvd, false, dtype);
-        layer.o = Linear::load(w, l + "self_attn.o_proj", d, d, false, dtype);
-        layer.gate = Linear::load(w, l + "mlp.gate_proj", d, c.intermediate, false, dtype);
-        layer.up = Linear::load(w, l + "mlp.up_proj", d, c.intermediate, false, dtype);
-        layer.down = Linear::load(w, l + "mlp.down_proj", c.intermediate, d, false, dtype);
+        layer.q = Linear::load(w, l + "self_attn.q_proj", d, d, false, dtype, int8);
+        layer.k = Linear::load(w, l + "self_attn.k_proj", d, kvd, false, dtype, int8);
+        layer.v = Linear::load(w, l + "self_attn.v_proj", d, kvd, false, dtype, int8);
+        layer.o = Linear::load(w, l + "self_attn.o_proj", d, d, false, dtype, int8);
+        layer.gate = Linear::load(w, l + "mlp.gate_proj", d, c.intermediate, false, dtype, int8);
+        layer.up = Linear::load(w, l + "mlp.up_proj", d, c.intermediate, false, dtype, int8);
+        layer.down = Linear::load(w, l + "mlp.down_proj", c.intermediate, d, false, dtype, int8);
         if (!invFreq.defined())
             invFreq = w.takeOptional(l + "self_attn.rotary_emb.inv_freq", {dh / 2}, at::kFloat);
         layers_.push_back(std::move(layer));
@@ -49,12 +49,6 @@ size_t Llama::weightBytes() const {
     for (const auto &l : layers_)
         for (const Linear *x : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) n += x->weightBytes();
     return n;
-}
-
-void Llama::quantizeInt8() {
-    for (auto &l : layers_)
-        for (Linear *x : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) x->quantizeInt8();
-    lmHead_.quantizeInt8();
 }
 
 size_t Llama::decodeBytesPerToken() const {

@@ -16,7 +16,9 @@ namespace mgd {
 
 class Llama {
 public:
-    Llama(const Weights &w, const LlamaConfig &c, at::ScalarType dtype);
+    // int8: every matrix (q/k/v/o, gate/up/down, lm_head) quantized to int8 with 32-value group
+    // scales as it loads; activations, norms, the embedding table and the KV cache stay in dtype.
+    Llama(const Weights &w, const LlamaConfig &c, at::ScalarType dtype, bool int8 = false);
 
     // ids [n] -> [1, n, hidden]
     at::Tensor embed(const at::Tensor &ids) const;
@@ -40,9 +42,6 @@ public:
     const at::Tensor &ropeCos() const { return cos_; }
     const at::Tensor &ropeSin() const { return sin_; }
     size_t weightBytes() const;
-    // --dtype int8: every matrix (q/k/v/o, gate/up/down, lm_head) to int8 with 32-value group
-    // scales; activations, norms, the embedding table and the KV cache stay in the model dtype.
-    void quantizeInt8();
     bool int8() const { return lmHead_.q8 != nullptr; }
     // Weights one decode step reads: every matrix, one row of the embedding table.
     size_t decodeBytesPerToken() const;

@@ -51,11 +51,7 @@ std::unique_ptr<MiniGptModel> MiniGptModel::load(const std::string &dir, const s
                     " does not match the projector (" + std::to_string(projIn) + ")");
     m->projW_ = w.take("llama_proj.weight", {c.llm.hidden, projIn}, dt);
     m->projB_ = w.take("llama_proj.bias", {c.llm.hidden}, dt);
-    m->llama_ = std::make_unique<Llama>(w, c.llm, dt);
-    if (int8) {
-        m->llama_->quantizeInt8();
-        w.releasePages(); // the bf16/fp32 source pages quantization read
-    }
+    m->llama_ = std::make_unique<Llama>(w, c.llm, dt, int8);
 
     // Vision identity: config + the bytes of every vision-side tensor (weights change it).
     m->visionIdentity_ = w.fingerprint(

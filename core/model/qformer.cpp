@@ -7,8 +7,7 @@
 
 namespace mgd {
 
-QFormer::QFormer(const Weights &w, const QFormerConfig &c, int encoderWidth, at::ScalarType dtype)
-    : c_(c) {
+QFormer::QFormer(const Weights &w, const QFormerConfig &c, int encoderWidth, at::ScalarType dtype) : c_(c) {
     const int64_t d = c.hidden;
     queryTokens_ = w.take("query_tokens", {1, c.numQueryTokens, d}, dtype);
     const std::string p = "Qformer.bert.";
@@ -44,7 +43,8 @@ at::Tensor QFormer::attend(const Attention &a, const at::Tensor &h, const at::Te
     };
     at::Tensor q = heads(a.query(h)), k = heads(a.key(kv)), v = heads(a.value(kv));
     at::Tensor scores = at::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(Dh));
-    at::Tensor ctx = at::matmul(scores.softmax(-1), v).permute({0, 2, 1, 3}).contiguous().view({B, Q, c_.hidden});
+    at::Tensor ctx =
+        at::matmul(scores.softmax(-1), v).permute({0, 2, 1, 3}).contiguous().view({B, Q, c_.hidden});
     return a.norm(a.dense(ctx) + h);
 }
 

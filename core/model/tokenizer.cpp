@@ -54,12 +54,10 @@ public:
     uint64_t varint() {
         uint64_t value = 0;
         for (int i = 0; i < 10; ++i) {
-            if (pos_ >= data_.size())
-                fail("truncated varint");
+            if (pos_ >= data_.size()) fail("truncated varint");
             const auto byte = static_cast<uint8_t>(data_[pos_++]);
             value |= static_cast<uint64_t>(byte & 0x7f) << (7 * i);
-            if ((byte & 0x80) == 0)
-                return value;
+            if ((byte & 0x80) == 0) return value;
         }
         fail("varint longer than 10 bytes");
     }
@@ -67,16 +65,14 @@ public:
     Tag tag() {
         const uint64_t key = varint();
         const uint64_t field = key >> 3;
-        if (field == 0 || field > 0x1fffffff)
-            fail("invalid field number " + std::to_string(field));
+        if (field == 0 || field > 0x1fffffff) fail("invalid field number " + std::to_string(field));
         return {static_cast<uint32_t>(field), static_cast<uint32_t>(key & 7)};
     }
 
     void expect(Tag t, uint32_t wire, const char *name) const {
         if (t.wire != wire)
-            fail("bad wire type " + std::to_string(t.wire) + " for field " +
-                 std::to_string(t.field) + " (" + name + ", expected " + std::to_string(wire) +
-                 ")");
+            fail("bad wire type " + std::to_string(t.wire) + " for field " + std::to_string(t.field) + " (" +
+                 name + ", expected " + std::to_string(wire) + ")");
     }
 
     std::string_view lengthDelimited() {
@@ -98,8 +94,7 @@ public:
     uint32_t fixed32() {
         need(4);
         uint32_t v = 0;
-        for (int i = 3; i >= 0; --i)
-            v = (v << 8) | static_cast<uint8_t>(data_[pos_ + i]);
+        for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(data_[pos_ + i]);
         pos_ += 4;
         return v;
     }
@@ -111,47 +106,37 @@ public:
     // Skips the value of an unknown field of any wire type, groups included.
     void skip(Tag t, int depth = 0) {
         switch (t.wire) {
-        case kVarint:
-            varint();
-            return;
+        case kVarint: varint(); return;
         case kFixed64:
             need(8);
             pos_ += 8;
             return;
-        case kLengthDelimited:
-            lengthDelimited();
-            return;
+        case kLengthDelimited: lengthDelimited(); return;
         case kFixed32:
             need(4);
             pos_ += 4;
             return;
         case kStartGroup:
-            if (depth >= kMaxGroupDepth)
-                fail("groups nested too deeply");
+            if (depth >= kMaxGroupDepth) fail("groups nested too deeply");
             for (;;) {
-                if (atEnd())
-                    fail("unterminated group (field " + std::to_string(t.field) + ")");
+                if (atEnd()) fail("unterminated group (field " + std::to_string(t.field) + ")");
                 const Tag inner = tag();
                 if (inner.wire == kEndGroup) {
                     if (inner.field != t.field)
-                        fail("end-group for field " + std::to_string(inner.field) +
-                             " closes group " + std::to_string(t.field));
+                        fail("end-group for field " + std::to_string(inner.field) + " closes group " +
+                             std::to_string(t.field));
                     return;
                 }
                 skip(inner, depth + 1);
             }
-        case kEndGroup:
-            fail("unexpected end-group (field " + std::to_string(t.field) + ")");
-        default:
-            fail("bad wire type " + std::to_string(t.wire) + " (field " + std::to_string(t.field) +
-                 ")");
+        case kEndGroup: fail("unexpected end-group (field " + std::to_string(t.field) + ")");
+        default: fail("bad wire type " + std::to_string(t.wire) + " (field " + std::to_string(t.field) + ")");
         }
     }
 
 private:
     void need(size_t n) const {
-        if (data_.size() - pos_ < n)
-            fail("truncated fixed-width field");
+        if (data_.size() - pos_ < n) fail("truncated fixed-width field");
     }
 
     std::string_view data_;
@@ -202,8 +187,7 @@ RawPiece parsePiece(WireReader r) {
             r.expect(t, kVarint, "type");
             p.type = r.varint();
             break;
-        default:
-            r.skip(t);
+        default: r.skip(t);
         }
     }
     return p;
@@ -244,8 +228,7 @@ void parseTrainerSpec(WireReader r, RawModel &m) {
             r.expect(t, kLengthDelimited, "eos_piece");
             m.eosPiece = std::string(r.lengthDelimited());
             break;
-        default:
-            r.skip(t);
+        default: r.skip(t);
         }
     }
 }
@@ -270,8 +253,7 @@ void parseNormalizerSpec(WireReader r, RawNormalizer &n) {
             r.expect(t, kVarint, "escape_whitespaces");
             n.escapeWhitespaces = r.boolean();
             break;
-        default:
-            r.skip(t);
+        default: r.skip(t);
         }
     }
 }
@@ -284,8 +266,7 @@ RawModel parseModel(std::string_view bytes, const std::string &label) {
         switch (t.field) {
         case 1:
             r.expect(t, kLengthDelimited, "pieces");
-            m.pieces.push_back(
-                parsePiece(r.message("SentencePiece #" + std::to_string(m.pieces.size()))));
+            m.pieces.push_back(parsePiece(r.message("SentencePiece #" + std::to_string(m.pieces.size()))));
             break;
         case 2:
             r.expect(t, kLengthDelimited, "trainer_spec");
@@ -315,7 +296,9 @@ size_t oneCharLen(char c) {
     return kLen[static_cast<uint8_t>(c) >> 4];
 }
 
-bool isTrail(char c) { return (static_cast<uint8_t>(c) & 0xc0) == 0x80; }
+bool isTrail(char c) {
+    return (static_cast<uint8_t>(c) & 0xc0) == 0x80;
+}
 
 // IsValidDecodeUTF8: is `s` led by one well-formed character (no overlong form, surrogate or
 // code point above U+10FFFF)? `length` gets its size, or 1 when it is malformed.
@@ -323,8 +306,7 @@ bool validUtf8Prefix(std::string_view s, size_t &length) {
     length = 1;
     const auto b = [&](size_t i) { return static_cast<uint8_t>(s[i]); };
     const auto valid = [](uint32_t cp) { return cp < 0xd800 || (cp >= 0xe000 && cp <= 0x10ffff); };
-    if (b(0) < 0x80)
-        return true;
+    if (b(0) < 0x80) return true;
     if (s.size() >= 2 && (b(0) & 0xe0) == 0xc0) {
         const uint32_t cp = ((b(0) & 0x1fu) << 6) | (b(1) & 0x3fu);
         if (isTrail(s[1]) && cp >= 0x80 && valid(cp)) {
@@ -338,8 +320,8 @@ bool validUtf8Prefix(std::string_view s, size_t &length) {
             return true;
         }
     } else if (s.size() >= 4 && (b(0) & 0xf8) == 0xf0) {
-        const uint32_t cp = ((b(0) & 0x07u) << 18) | ((b(1) & 0x3fu) << 12) |
-                            ((b(2) & 0x3fu) << 6) | (b(3) & 0x3fu);
+        const uint32_t cp =
+            ((b(0) & 0x07u) << 18) | ((b(1) & 0x3fu) << 12) | ((b(2) & 0x3fu) << 6) | (b(3) & 0x3fu);
         if (isTrail(s[1]) && isTrail(s[2]) && isTrail(s[3]) && cp >= 0x10000 && valid(cp)) {
             length = 4;
             return true;
@@ -350,8 +332,7 @@ bool validUtf8Prefix(std::string_view s, size_t &length) {
 
 // "<0x41>" -> 0x41; -1 for anything else (upper-case hex only, as ByteToPiece writes it).
 int pieceToByte(std::string_view piece) {
-    if (piece.size() != 6 || !piece.starts_with("<0x") || piece[5] != '>')
-        return -1;
+    if (piece.size() != 6 || !piece.starts_with("<0x") || piece[5] != '>') return -1;
     int value = 0;
     for (char c : piece.substr(3, 2)) {
         if (c >= '0' && c <= '9')
@@ -368,8 +349,7 @@ void appendUnescaped(std::string &out, std::string_view piece) {
     for (size_t pos = 0;;) {
         const size_t hit = piece.find(kSpaceSymbol, pos);
         out.append(piece.substr(pos, hit - pos));
-        if (hit == std::string_view::npos)
-            return;
+        if (hit == std::string_view::npos) return;
         out += ' ';
         pos = hit + kSpaceSymbol.size();
     }
@@ -394,28 +374,22 @@ Tokenizer Tokenizer::fromFile(const std::string &path) {
         throw Error("tokenizer model " + path + ": " +
                     (ec ? ec.message() : std::to_string(size) + " bytes is too large"));
     std::ifstream in(path, std::ios::binary);
-    if (!in)
-        throw Error("tokenizer model " + path + ": cannot open");
+    if (!in) throw Error("tokenizer model " + path + ": cannot open");
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in.bad())
-        throw Error("tokenizer model " + path + ": read error");
+    if (in.bad()) throw Error("tokenizer model " + path + ": read error");
     return fromBytes(bytes, path);
 }
 
 Tokenizer Tokenizer::fromBytes(std::string_view bytes, const std::string &label) {
     RawModel m = parseModel(bytes, label);
 
-    if (m.pieces.empty())
-        modelError(label, "no pieces (not a sentencepiece model?)");
+    if (m.pieces.empty()) modelError(label, "no pieces (not a sentencepiece model?)");
     if (m.modelType != kModelTypeBpe)
         modelError(label, "model_type " + std::to_string(m.modelType) +
                               " is not BPE (2); only BPE models are supported");
-    if (m.treatWhitespaceAsSuffix)
-        modelError(label, "treat_whitespace_as_suffix is not supported");
-    if (!m.denormalizer.charsmap.empty())
-        modelError(label, "a denormalizer is not supported");
-    if (m.pieces.size() > 0x7fffffff)
-        modelError(label, "too many pieces");
+    if (m.treatWhitespaceAsSuffix) modelError(label, "treat_whitespace_as_suffix is not supported");
+    if (!m.denormalizer.charsmap.empty()) modelError(label, "a denormalizer is not supported");
+    if (m.pieces.size() > 0x7fffffff) modelError(label, "too many pieces");
 
     Tokenizer tok;
     std::fill(std::begin(tok.byteIds_), std::end(tok.byteIds_), -1);
@@ -431,46 +405,35 @@ Tokenizer Tokenizer::fromBytes(std::string_view bytes, const std::string &label)
     for (int32_t i = 0; i < n; ++i) {
         RawPiece &p = m.pieces[i];
         const std::string where = "piece #" + std::to_string(i);
-        if (p.piece.empty())
-            modelError(label, where + " is empty");
-        if (p.piece.find('\0') != std::string::npos)
-            modelError(label, where + " contains a NUL character");
+        if (p.piece.empty()) modelError(label, where + " is empty");
+        if (p.piece.find('\0') != std::string::npos) modelError(label, where + " contains a NUL character");
         if (p.type < 1 || p.type > 6)
-            modelError(label,
-                       where + " '" + p.piece + "' has unknown type " + std::to_string(p.type));
-        if (std::isnan(p.score))
-            modelError(label, where + " '" + p.piece + "' has a NaN score");
+            modelError(label, where + " '" + p.piece + "' has unknown type " + std::to_string(p.type));
+        if (std::isnan(p.score)) modelError(label, where + " '" + p.piece + "' has a NaN score");
         const auto kind = static_cast<Kind>(p.type);
-        const bool normal =
-            kind == Kind::Normal || kind == Kind::UserDefined || kind == Kind::Unused;
+        const bool normal = kind == Kind::Normal || kind == Kind::UserDefined || kind == Kind::Unused;
         if (!(normal ? tok.normalIds_ : tok.reservedIds_).emplace(p.piece, i).second)
             modelError(label, where + " '" + p.piece + "' is already defined");
-        if (kind == Kind::UserDefined)
-            tok.userDefined_.push_back(p.piece);
+        if (kind == Kind::UserDefined) tok.userDefined_.push_back(p.piece);
         if (kind == Kind::Unknown) {
-            if (tok.unk_ >= 0)
-                modelError(label, where + " '" + p.piece + "': unk is already defined");
+            if (tok.unk_ >= 0) modelError(label, where + " '" + p.piece + "': unk is already defined");
             tok.unk_ = i;
         }
         if (kind == Kind::Byte) {
             if (!m.byteFallback)
-                modelError(label,
-                           "byte " + where + " '" + p.piece + "' although byte_fallback is false");
+                modelError(label, "byte " + where + " '" + p.piece + "' although byte_fallback is false");
             const int byte = pieceToByte(p.piece);
-            if (byte < 0)
-                modelError(label, "byte " + where + " '" + p.piece + "' is invalid");
+            if (byte < 0) modelError(label, "byte " + where + " '" + p.piece + "' is invalid");
             tok.byteIds_[byte] = i;
         }
         tok.pieces_.push_back(std::move(p.piece));
         tok.scores_.push_back(p.score);
         tok.kinds_.push_back(kind);
     }
-    if (tok.unk_ < 0)
-        modelError(label, "no piece of type UNKNOWN (unk is not defined)");
+    if (tok.unk_ < 0) modelError(label, "no piece of type UNKNOWN (unk is not defined)");
     if (m.byteFallback &&
         std::find(std::begin(tok.byteIds_), std::end(tok.byteIds_), -1) != std::end(tok.byteIds_))
-        modelError(label,
-                   "byte_fallback is set but the 256 byte pieces <0x00>..<0xFF> are not all there");
+        modelError(label, "byte_fallback is set but the 256 byte pieces <0x00>..<0xFF> are not all there");
 
     // As SentencePieceProcessor::bos_id(): the named piece, when it is a control symbol.
     const auto controlId = [&](const std::string &name) {
@@ -483,18 +446,14 @@ Tokenizer Tokenizer::fromBytes(std::string_view bytes, const std::string &label)
     if (!m.normalizer.charsmap.empty()) {
         // <uint32 trie size, little-endian><double-array units><replacement strings>
         const std::string &blob = m.normalizer.charsmap;
-        if (blob.size() <= 4)
-            modelError(label, "precompiled_charsmap is broken (too short)");
+        if (blob.size() <= 4) modelError(label, "precompiled_charsmap is broken (too short)");
         uint32_t trieSize = 0;
-        for (int i = 3; i >= 0; --i)
-            trieSize = (trieSize << 8) | static_cast<uint8_t>(blob[i]);
-        if (trieSize > blob.size() - 4)
-            modelError(label, "precompiled_charsmap trie size exceeds the blob");
+        for (int i = 3; i >= 0; --i) trieSize = (trieSize << 8) | static_cast<uint8_t>(blob[i]);
+        if (trieSize > blob.size() - 4) modelError(label, "precompiled_charsmap trie size exceeds the blob");
         tok.charsTrie_.resize(trieSize / 4);
         for (size_t u = 0; u < tok.charsTrie_.size(); ++u) {
             uint32_t v = 0;
-            for (int i = 3; i >= 0; --i)
-                v = (v << 8) | static_cast<uint8_t>(blob[4 + 4 * u + i]);
+            for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(blob[4 + 4 * u + i]);
             tok.charsTrie_[u] = v;
         }
         tok.charsReplacements_ = blob.substr(4 + trieSize);
@@ -505,13 +464,13 @@ Tokenizer Tokenizer::fromBytes(std::string_view bytes, const std::string &label)
 // -------------------------------------------------------------------------------------------------
 // Lookups
 
-const std::string &Tokenizer::piece(int32_t id) const { return pieces_[checkedId(id, "piece")]; }
+const std::string &Tokenizer::piece(int32_t id) const {
+    return pieces_[checkedId(id, "piece")];
+}
 
 int32_t Tokenizer::pieceToId(std::string_view piece) const {
-    if (auto it = reservedIds_.find(piece); it != reservedIds_.end())
-        return it->second;
-    if (auto it = normalIds_.find(piece); it != normalIds_.end())
-        return it->second;
+    if (auto it = reservedIds_.find(piece); it != reservedIds_.end()) return it->second;
+    if (auto it = normalIds_.find(piece); it != normalIds_.end()) return it->second;
     return -1;
 }
 
@@ -537,8 +496,7 @@ int32_t Tokenizer::checkedId(int32_t id, const char *what) const {
 size_t Tokenizer::userDefinedMatch(std::string_view text) const {
     size_t longest = 0;
     for (const std::string &s : userDefined_)
-        if (s.size() > longest && text.starts_with(s))
-            longest = s.size();
+        if (s.size() > longest && text.starts_with(s)) longest = s.size();
     return longest;
 }
 
@@ -546,26 +504,20 @@ size_t Tokenizer::userDefinedMatch(std::string_view text) const {
 // Mirrors darts-clone's commonPrefixSearch, with every unit access bounds-checked.
 std::pair<size_t, std::string_view> Tokenizer::charsMapMatch(std::string_view text) const {
     constexpr size_t kMaxResults = 32; // sentencepiece's kMaxTrieResultsSize
-    const auto offset = [](uint32_t unit) -> size_t {
-        return (unit >> 10) << ((unit & (1u << 9)) >> 6);
-    };
+    const auto offset = [](uint32_t unit) -> size_t { return (unit >> 10) << ((unit & (1u << 9)) >> 6); };
     std::pair<size_t, std::string_view> best{0, {}};
-    if (charsTrie_.empty())
-        return best;
+    if (charsTrie_.empty()) return best;
     size_t node = offset(charsTrie_[0]);
     size_t results = 0;
     for (size_t i = 0; i < text.size() && results < kMaxResults; ++i) {
         const auto c = static_cast<uint8_t>(text[i]);
         node ^= c;
-        if (node >= charsTrie_.size())
-            break;
+        if (node >= charsTrie_.size()) break;
         const uint32_t unit = charsTrie_[node];
-        if ((unit & ((1u << 31) | 0xff)) != c)
-            break;
+        if ((unit & ((1u << 31) | 0xff)) != c) break;
         node ^= offset(unit);
         if ((unit >> 8) & 1) {
-            if (node >= charsTrie_.size())
-                break;
+            if (node >= charsTrie_.size()) break;
             ++results;
             const size_t value = charsTrie_[node] & 0x7fffffffu;
             if (value < charsReplacements_.size()) {
@@ -582,11 +534,9 @@ std::pair<size_t, std::string_view> Tokenizer::charsMapMatch(std::string_view te
 std::pair<std::string_view, size_t> Tokenizer::normalizePrefix(std::string_view text) const {
     if (const size_t n = userDefinedMatch(text))
         return {text.substr(0, n), n}; // user-defined symbols are never normalized
-    if (const auto [n, replacement] = charsMapMatch(text); n > 0)
-        return {replacement, n};
+    if (const auto [n, replacement] = charsMapMatch(text); n > 0) return {replacement, n};
     size_t n = 0;
-    if (!validUtf8Prefix(text, n))
-        return {kReplacementChar, 1}; // each malformed byte becomes one U+FFFD
+    if (!validUtf8Prefix(text, n)) return {kReplacementChar, 1}; // each malformed byte becomes one U+FFFD
     return {text.substr(0, n), n};
 }
 
@@ -595,21 +545,17 @@ std::string Tokenizer::normalize(std::string_view text, bool dummyPrefix) const 
     if (removeExtraWhitespaces_) {
         while (!text.empty()) {
             const auto [sp, n] = normalizePrefix(text);
-            if (sp != " ")
-                break;
+            if (sp != " ") break;
             text.remove_prefix(n);
         }
     }
-    if (text.empty())
-        return out;
+    if (text.empty()) return out;
     const std::string_view space = escapeWhitespaces_ ? kSpaceSymbol : " ";
-    if (addDummyPrefix_ && dummyPrefix)
-        out += space;
+    if (addDummyPrefix_ && dummyPrefix) out += space;
     bool prevSpace = removeExtraWhitespaces_;
     while (!text.empty()) {
         auto [sp, n] = normalizePrefix(text);
-        while (prevSpace && sp.starts_with(' '))
-            sp.remove_prefix(1);
+        while (prevSpace && sp.starts_with(' ')) sp.remove_prefix(1);
         if (!sp.empty()) {
             for (char c : sp) {
                 if (c == ' ')
@@ -620,12 +566,10 @@ std::string Tokenizer::normalize(std::string_view text, bool dummyPrefix) const 
             prevSpace = sp.back() == ' ';
         }
         text.remove_prefix(n);
-        if (!removeExtraWhitespaces_)
-            prevSpace = false;
+        if (!removeExtraWhitespaces_) prevSpace = false;
     }
     if (removeExtraWhitespaces_) {
-        while (out.ends_with(space))
-            out.resize(out.size() - space.size());
+        while (out.ends_with(space)) out.resize(out.size() - space.size());
     }
     return out;
 }
@@ -658,30 +602,25 @@ void Tokenizer::encodeNormalized(std::string_view text, std::vector<int32_t> &id
     while (!text.empty()) {
         size_t n = userDefinedMatch(text);
         const bool freeze = n > 0;
-        if (!freeze)
-            n = std::min(text.size(), oneCharLen(text[0]));
+        if (!freeze) n = std::min(text.size(), oneCharLen(text[0]));
         const int index = static_cast<int>(symbols.size());
-        symbols.push_back(
-            {index - 1, n == text.size() ? -1 : index + 1, freeze, text.substr(0, n)});
+        symbols.push_back({index - 1, n == text.size() ? -1 : index + 1, freeze, text.substr(0, n)});
         text.remove_prefix(n);
     }
 
     const auto maybeAddPair = [&](int left, int right) {
-        if (left < 0 || right < 0 || symbols[left].freeze || symbols[right].freeze)
-            return;
+        if (left < 0 || right < 0 || symbols[left].freeze || symbols[right].freeze) return;
         // Symbols are adjacent slices of the normalized text, so the pair is one slice too.
         const std::string_view merged(symbols[left].piece.data(),
                                       symbols[left].piece.size() + symbols[right].piece.size());
         const auto it = normalIds_.find(merged);
-        if (it == normalIds_.end())
-            return;
+        if (it == normalIds_.end()) return;
         agenda.push({scores_[it->second], left, right, merged.size()});
         if (kinds_[it->second] == Kind::Unused)
             revMerge[merged] = {symbols[left].piece, symbols[right].piece};
     };
 
-    for (size_t i = 1; i < symbols.size(); ++i)
-        maybeAddPair(static_cast<int>(i) - 1, static_cast<int>(i));
+    for (size_t i = 1; i < symbols.size(); ++i) maybeAddPair(static_cast<int>(i) - 1, static_cast<int>(i));
 
     while (!agenda.empty()) {
         const Pair top = agenda.top();
@@ -689,13 +628,11 @@ void Tokenizer::encodeNormalized(std::string_view text, std::vector<int32_t> &id
         Symbol &left = symbols[top.left];
         Symbol &right = symbols[top.right];
         // Stale: one side was merged away or grew since this pair was queued.
-        if (left.piece.empty() || right.piece.empty() ||
-            left.piece.size() + right.piece.size() != top.size)
+        if (left.piece.empty() || right.piece.empty() || left.piece.size() + right.piece.size() != top.size)
             continue;
         left.piece = std::string_view(left.piece.data(), top.size);
         left.next = right.next;
-        if (right.next >= 0)
-            symbols[right.next].prev = top.left;
+        if (right.next >= 0) symbols[right.next].prev = top.left;
         right.piece = {};
         maybeAddPair(left.prev, top.left);
         maybeAddPair(top.left, left.next);
@@ -706,8 +643,7 @@ void Tokenizer::encodeNormalized(std::string_view text, std::vector<int32_t> &id
         const int32_t id = spmPieceToId(w);
         const bool isUnk = kinds_[id] == Kind::Unknown;
         if (isUnk && byteFallback_) {
-            for (char c : w)
-                ids.push_back(byteIds_[static_cast<uint8_t>(c)]);
+            for (char c : w) ids.push_back(byteIds_[static_cast<uint8_t>(c)]);
         } else if (!(isUnk && prevUnk)) { // a run of unknowns stays a single <unk>
             ids.push_back(id);
         }
@@ -740,14 +676,12 @@ std::vector<int32_t> Tokenizer::encodePlain(std::string_view text) const {
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool addBos, bool dummyPrefix) const {
     static constexpr std::string_view kSpecials[] = {"<s>", "</s>", "<unk>"};
     std::vector<int32_t> ids;
-    if (addBos)
-        ids.push_back(spmPieceToId(kSpecials[0])); // transformers: piece_to_id(bos_token)
+    if (addBos) ids.push_back(spmPieceToId(kSpecials[0])); // transformers: piece_to_id(bos_token)
     size_t chunk = 0;
     for (size_t pos = 0; pos < text.size();) {
         const std::string_view *hit = nullptr;
         for (const std::string_view &s : kSpecials)
-            if (text.substr(pos).starts_with(s))
-                hit = &s;
+            if (text.substr(pos).starts_with(s)) hit = &s;
         if (hit == nullptr) {
             ++pos;
             continue;
@@ -758,8 +692,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool addBos, bool 
         pos += hit->size();
         chunk = pos;
     }
-    if (chunk < text.size())
-        encodeNormalized(normalize(text.substr(chunk), dummyPrefix || chunk > 0), ids);
+    if (chunk < text.size()) encodeNormalized(normalize(text.substr(chunk), dummyPrefix || chunk > 0), ids);
     return ids;
 }
 
@@ -792,18 +725,15 @@ std::string Tokenizer::decode(const std::vector<int32_t> &ids) const {
             continue;
         }
         flushBytes();
-        if (startSpaceSeen || !text.empty())
-            atStart = false;
+        if (startSpaceSeen || !text.empty()) atStart = false;
         startSpaceSeen = false;
-        if (kind == Kind::Control)
-            continue;
+        if (kind == Kind::Control) continue;
         if (kind == Kind::Unknown) {
             text += unkSurface_;
             continue;
         }
         std::string_view p = pieces_[id];
-        if (atStart && (addDummyPrefix_ || removeExtraWhitespaces_) &&
-            p.starts_with(kSpaceSymbol)) {
+        if (atStart && (addDummyPrefix_ || removeExtraWhitespaces_) && p.starts_with(kSpaceSymbol)) {
             p.remove_prefix(kSpaceSymbol.size());
             // With remove_extra_whitespaces every leading space goes, not only the first.
             startSpaceSeen = !removeExtraWhitespaces_;
@@ -817,12 +747,9 @@ std::string Tokenizer::decode(const std::vector<int32_t> &ids) const {
 std::string Tokenizer::tokenBytes(int32_t id) const {
     id = spmPieceToId(pieces_[checkedId(id, "tokenBytes")]);
     switch (kinds_[id]) {
-    case Kind::Control:
-        return {};
-    case Kind::Unknown:
-        return unkSurface_;
-    case Kind::Byte:
-        return std::string(1, static_cast<char>(pieceToByte(pieces_[id])));
+    case Kind::Control: return {};
+    case Kind::Unknown: return unkSurface_;
+    case Kind::Byte: return std::string(1, static_cast<char>(pieceToByte(pieces_[id])));
     default: {
         std::string out;
         appendUnescaped(out, pieces_[id]);

@@ -43,14 +43,7 @@ public:
     bool isControl(int32_t id) const;
 
 private:
-    enum class Kind : uint8_t {
-        Normal = 1,
-        Unknown = 2,
-        Control = 3,
-        UserDefined = 4,
-        Unused = 5,
-        Byte = 6
-    };
+    enum class Kind : uint8_t { Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
     // Lets the piece maps be searched with a string_view, without building a std::string.
     struct StringHash {
         using is_transparent = void;

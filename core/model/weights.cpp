@@ -92,6 +92,10 @@ void Weights::releasePages() const {
     for (const auto &f : files_) f->releaseAll();
 }
 
+void Weights::release(const std::string &name) const {
+    if (const Source *s = find(name)) s->file->release(s->key);
+}
+
 bool Weights::has(const std::string &name) const {
     return index_.count(name) != 0;
 }

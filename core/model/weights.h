@@ -31,6 +31,8 @@ public:
     // the weights were converted (int8), so the source pages are not held besides the copy.
     // Only while nothing wrote to a mapped tensor (at load).
     void releasePages() const;
+    // The same for one tensor's pages (after it was converted and its view let go).
+    void release(const std::string &name) const;
     // XXH3-128 (hex) of `salt` and the raw bytes of every tensor whose name starts with one
     // of `prefixes`, in name order.
     std::string fingerprint(const std::string &salt, const std::vector<std::string> &prefixes) const;

@@ -167,11 +167,7 @@ LlmBenchResult runLlmBench(const LlmBenchOptions &o, const std::function<void(co
     r.kernels = std::string("matrix-vector: ") + kernels::levelName(kernels::activeLevel()) + mv +
                 (o.dtype == "int8" ? "; prefill: int8 tiles -> libtorch GEMM" : "; prefill: libtorch GEMM");
     Weights w = Weights::openFolder(dir);
-    Llama llm(w, c, dt);
-    if (o.dtype == "int8") {
-        llm.quantizeInt8();
-        w.releasePages();
-    }
+    Llama llm(w, c, dt, o.dtype == "int8");
     r.weightBytes = llm.weightBytes();
     r.decodeBytesPerToken = llm.decodeBytesPerToken();
 
