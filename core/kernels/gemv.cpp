@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <string>
@@ -12,6 +13,10 @@
 #include "core/kernels/cpu_features.h"
 #include "core/kernels/gemv_impl.h"
 #include "core/util/error.h"
+
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 namespace mgd::kernels {
 
@@ -40,13 +45,13 @@ float toFloat(uint16_t v) {
     return detail::bf16ToFloat(v);
 }
 
-template <class T> void quantizeRows(const T *src, int64_t stride, PackedQ8 &p, int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
+// Rows [4 * b0, 4 * b1) (whole blocks, zero rows past the end).
+template <class T> void quantizeBlocks(const T *src, int64_t stride, PackedQ8 &p, int64_t b0, int64_t b1) {
+    std::memset(p.data.data() + b0 * p.blockBytes, 0, static_cast<size_t>((b1 - b0) * p.blockBytes));
+    for (int64_t r = b0 * PackedQ8::kBlockRows; r < std::min(p.rows, b1 * PackedQ8::kBlockRows); ++r) {
         const T *in = src + r * stride;
-        int8_t *q = p.q.data() + r * p.qStride;
-        uint16_t *s = p.scales.data() + r * p.scaleStride;
-        std::memset(q, 0, static_cast<size_t>(p.qStride));
-        std::memset(s, 0, static_cast<size_t>(p.scaleStride) * 2);
+        int8_t *blk = p.data.data() + r / PackedQ8::kBlockRows * p.blockBytes;
+        const int64_t i = r % PackedQ8::kBlockRows;
         for (int64_t g = 0; g < p.groups; ++g) {
             const int64_t c0 = g * 32, n = std::min<int64_t>(32, p.cols - c0);
             float v[32], maxAbs = 0;
@@ -64,11 +69,12 @@ template <class T> void quantizeRows(const T *src, int64_t stride, PackedQ8 &p, 
                 throw Error("quantizeQ8: weight magnitude " + std::to_string(maxAbs) + " in row " +
                             std::to_string(r) + " is beyond the fp16 scale range");
             // Rounded up, so |v / scale| <= 127 and the error stays within scale / 2.
-            s[g] = floatToHalfUp(maxAbs / 127);
-            const float scale = halfToFloat(s[g]);
+            const uint16_t h = floatToHalfUp(maxAbs / 127);
+            std::memcpy(blk + detail::q8ScaleOffset(i, g), &h, 2);
+            const float scale = halfToFloat(h);
+            int8_t *q = blk + detail::q8GroupOffset(i, g);
             for (int64_t k = 0; k < n; ++k)
-                q[c0 + k] =
-                    static_cast<int8_t>(std::clamp(detail::roundNearest(v[k] / scale), -127.0f, 127.0f));
+                q[k] = static_cast<int8_t>(std::clamp(detail::roundNearest(v[k] / scale), -127.0f, 127.0f));
         }
     }
 }
@@ -80,16 +86,18 @@ template <class T> PackedQ8 quantize(const T *src, int64_t rows, int64_t cols, i
     p.rows = rows;
     p.cols = cols;
     p.groups = (cols + 31) / 32;
-    p.qStride = roundUp(p.groups, 2) * 32;
-    p.scaleStride = roundUp(p.groups, 16);
-    p.q.resize(static_cast<size_t>(rows * p.qStride));
-    p.scales.resize(static_cast<size_t>(rows * p.scaleStride));
-    // Load time for a 7B model is dominated by this: spread rows over the cores.
-    const int64_t work = rows * cols;
-    const int64_t threads =
-        std::clamp<int64_t>(std::min<int64_t>(std::thread::hardware_concurrency(), work >> 20), 1, 16);
+    p.pairs = (p.groups + 1) / 2;
+    const int64_t fullSupers = p.pairs / 8, tailPairs = p.pairs % 8;
+    p.blockBytes =
+        fullSupers * PackedQ8::kSuperBytes + (tailPairs ? PackedQ8::kScaleBytes + tailPairs * 256 : 0);
+    const int64_t blocks = (rows + PackedQ8::kBlockRows - 1) / PackedQ8::kBlockRows;
+    p.data.resize(static_cast<size_t>(blocks * p.blockBytes));
+    // Load time for a 7B model is dominated by this: spread the blocks over the cores.
+    const int64_t threads = std::clamp<int64_t>(
+        std::min<int64_t>({int64_t(std::thread::hardware_concurrency()), (rows * cols) >> 20, blocks}), 1,
+        16);
     if (threads == 1) {
-        quantizeRows(src, stride, p, 0, rows);
+        quantizeBlocks(src, stride, p, 0, blocks);
         return p;
     }
     std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
@@ -97,7 +105,7 @@ template <class T> PackedQ8 quantize(const T *src, int64_t rows, int64_t cols, i
     for (int64_t t = 0; t < threads; ++t)
         pool.emplace_back([&, t] {
             try {
-                quantizeRows(src, stride, p, rows * t / threads, rows * (t + 1) / threads);
+                quantizeBlocks(src, stride, p, blocks * t / threads, blocks * (t + 1) / threads);
             } catch (...) {
                 errors[static_cast<size_t>(t)] = std::current_exception();
             }
@@ -110,6 +118,23 @@ template <class T> PackedQ8 quantize(const T *src, int64_t rows, int64_t cols, i
 
 } // namespace
 
+void *allocAligned(size_t bytes) {
+    constexpr size_t kHuge = size_t(2) << 20;
+    const size_t align = bytes >= 2 * kHuge ? kHuge : 64;
+    bytes = (bytes + align - 1) / align * align; // aligned_alloc wants a multiple of the alignment
+    void *p = std::aligned_alloc(align, bytes ? bytes : align);
+    if (!p) throw std::bad_alloc();
+#ifdef __linux__
+    // Before the first touch, so the pages are faulted in huge (THP in "madvise" mode, Debian's default).
+    if (align == kHuge) ::madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+void freeAligned(void *p) {
+    std::free(p);
+}
+
 PackedBf16::PackedBf16(const uint16_t *data, int64_t rows, int64_t cols, int64_t stride)
     : data(data), rows(rows), cols(cols), stride(stride < 0 ? cols : stride) {
     checkShape("PackedBf16", data, rows, cols, this->stride);
@@ -120,8 +145,14 @@ PackedF32::PackedF32(const float *data, int64_t rows, int64_t cols, int64_t stri
     checkShape("PackedF32", data, rows, cols, this->stride);
 }
 
+int8_t PackedQ8::qAt(int64_t r, int64_t c) const {
+    return block(r)[detail::q8GroupOffset(r % kBlockRows, c / 32) + c % 32];
+}
+
 float PackedQ8::scale(int64_t r, int64_t g) const {
-    return halfToFloat(rowScales(r)[g]);
+    uint16_t h;
+    std::memcpy(&h, block(r) + detail::q8ScaleOffset(r % kBlockRows, g), 2);
+    return halfToFloat(h);
 }
 
 float halfToFloat(uint16_t h) {
@@ -158,6 +189,24 @@ PackedQ8 quantizeQ8(const float *src, int64_t rows, int64_t cols, int64_t stride
 
 PackedQ8 quantizeQ8(const uint16_t *bf16Src, int64_t rows, int64_t cols, int64_t stride) {
     return quantize(bf16Src, rows, cols, stride);
+}
+
+void dequantizeQ8Rows(const PackedQ8 &w, int64_t r0, int64_t r1, float *dst, int64_t dstStride) {
+    checkRange("dequantizeQ8Rows", w.rows, r0, r1);
+    if (dstStride < w.cols) throw Error("dequantizeQ8Rows: destination stride below the column count");
+    for (int64_t r = r0; r < r1; ++r) {
+        const int8_t *blk = w.block(r);
+        const int64_t i = r % PackedQ8::kBlockRows;
+        float *out = dst + (r - r0) * dstStride;
+        for (int64_t g = 0; g < w.groups; ++g) {
+            uint16_t h;
+            std::memcpy(&h, blk + detail::q8ScaleOffset(i, g), 2);
+            const float s = halfToFloat(h);
+            const int8_t *q = blk + detail::q8GroupOffset(i, g);
+            const int64_t n = std::min<int64_t>(32, w.cols - g * 32);
+            for (int64_t k = 0; k < n; ++k) out[g * 32 + k] = q[k] * s;
+        }
+    }
 }
 
 void quantizeActivationQ8(const float *x, int64_t cols, Q8Activation &out) {

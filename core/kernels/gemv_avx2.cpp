@@ -1,6 +1,6 @@
 // AVX2 + FMA + F16C kernels (KernelLevel::Avx2; also Q8 on AVX-512 CPUs without VNNI). Target
-// attributes per function, not global -m flags. 4 rows at a time share each load of x; column
-// tails are finished in scalar code.
+// attributes per function, not global -m flags. bf16/fp32 take 8 rows at a time (each load of x
+// serves 8 rows), Q8 one 4-row block; column tails are finished in scalar code.
 #include "core/kernels/gemv_impl.h"
 
 #if defined(__x86_64__)
@@ -19,7 +19,8 @@ namespace mgd::kernels::detail::avx2 {
 
 namespace {
 
-constexpr int kRows = 4;
+// Rows at a time for the FMA kernels: 8 streams keep more lines in flight than 4.
+constexpr int kRows = 8;
 
 MGD_T2 inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -43,25 +44,26 @@ inline float toFloat(float v) {
     return v;
 }
 
-// Rows of bf16 or fp32 weights against fp32 or bf16 x, widened to fp32 for FMA: 16 columns per
-// iteration in two accumulators per row (8 chains for 4 rows); the tail in scalar code.
+// Rows of bf16 or fp32 weights against fp32 or bf16 x, widened to fp32 for FMA, 16 columns per
+// iteration, the tail in scalar code. One accumulator per row whatever NR, so the single-row
+// kernel for leftover rows sums in the same order; 8 rows give 8 independent chains.
 template <int NR, class W, class X>
 MGD_T2 void rowsFma(const W *w, int64_t stride, const X *x, int64_t cols, float *out) {
-    __m256 a0[NR], a1[NR];
+    __m256 a[NR];
     MGD_UNROLL
-    for (int r = 0; r < NR; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
+    for (int r = 0; r < NR; ++r) a[r] = _mm256_setzero_ps();
     int64_t c = 0;
     for (; c + 16 <= cols; c += 16) {
         const __m256 x0 = load8(x + c), x1 = load8(x + c + 8);
         MGD_UNROLL
         for (int r = 0; r < NR; ++r) {
-            a0[r] = _mm256_fmadd_ps(load8(w + r * stride + c), x0, a0[r]);
-            a1[r] = _mm256_fmadd_ps(load8(w + r * stride + c + 8), x1, a1[r]);
+            a[r] = _mm256_fmadd_ps(load8(w + r * stride + c), x0, a[r]);
+            a[r] = _mm256_fmadd_ps(load8(w + r * stride + c + 8), x1, a[r]);
         }
     }
     MGD_UNROLL
     for (int r = 0; r < NR; ++r) {
-        float s = hsum(_mm256_add_ps(a0[r], a1[r]));
+        float s = hsum(a[r]);
         for (int64_t k = c; k < cols; ++k) s += toFloat(w[r * stride + k]) * toFloat(x[k]);
         out[r] = s;
     }
@@ -70,51 +72,60 @@ MGD_T2 void rowsFma(const W *w, int64_t stride, const X *x, int64_t cols, float 
 // One 32-byte group per step: |x| (unsigned) times sign(w, x) (signed) with maddubs, pairs
 // summed again with madd: the exact int32 dot product (|x|, |w| <= 127, so the int16 pair sums
 // never saturate). The group's combined scale (weight fp16 * activation fp32, 8 groups per
-// block) is broadcast from a register with one permute.
+// load) is broadcast from a register with one permute. NR = 4: the whole block of row r
+// (r % 4 == 0), one sequential stream prefetched ahead as in the AVX-512 kernel; NR = 1: row r.
+constexpr int64_t kQ8Prefetch = 3072;
+
 template <int NR> MGD_T2 void rowsQ8(const PackedQ8 &w, int64_t r, const Q8Activation &a, float *out) {
-    const int64_t groups = w.qStride / 32;
     const __m256i ones = _mm256_set1_epi16(1);
-    const int8_t *q = w.row(r);
-    const uint16_t *s = w.rowScales(r);
+    const int64_t row = r % PackedQ8::kBlockRows;
+    const int8_t *blk = w.block(r);
     __m256 acc[NR];
     MGD_UNROLL
     for (int i = 0; i < NR; ++i) acc[i] = _mm256_setzero_ps();
-    for (int64_t g0 = 0; g0 < groups; g0 += 8) {
-        const __m256 sx = _mm256_load_ps(a.scale.data() + g0);
-        __m256 scale[NR];
-        MGD_UNROLL
-        for (int i = 0; i < NR; ++i)
-            scale[i] = _mm256_mul_ps(_mm256_cvtph_ps(_mm_load_si128(
-                                         reinterpret_cast<const __m128i *>(s + i * w.scaleStride + g0))),
-                                     sx);
-        const int64_t end = g0 + 8 < groups ? g0 + 8 : groups;
-        __m256i idx = _mm256_setzero_si256();
-        for (int64_t g = g0; g < end; ++g) {
-            const __m256i xq = _mm256_load_si256(reinterpret_cast<const __m256i *>(a.q.data() + g * 32));
-            const __m256i ax = _mm256_abs_epi8(xq);
+    for (int64_t g0 = 0; g0 < 2 * w.pairs; g0 += PackedQ8::kSuperGroups, blk += PackedQ8::kSuperBytes) {
+        const int64_t ng = 2 * w.pairs - g0 < 16 ? 2 * w.pairs - g0 : 16;
+        for (int64_t h = 0; h < ng; h += 8) {
+            const __m256 sx = _mm256_load_ps(a.scale.data() + g0 + h);
+            __m256 scale[NR];
             MGD_UNROLL
-            for (int i = 0; i < NR; ++i) {
-                const __m256i wv =
-                    _mm256_load_si256(reinterpret_cast<const __m256i *>(q + i * w.qStride + g * 32));
-                const __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(wv, xq)), ones);
-                acc[i] =
-                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_permutevar8x32_ps(scale[i], idx), acc[i]);
+            for (int i = 0; i < NR; ++i)
+                scale[i] = _mm256_mul_ps(_mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i *>(
+                                             blk + (row + i) * 32 + h * 2))),
+                                         sx);
+            __m256i idx = _mm256_setzero_si256();
+            for (int64_t gi = h; gi < (ng < h + 8 ? ng : h + 8); ++gi) {
+                const __m256i xq =
+                    _mm256_load_si256(reinterpret_cast<const __m256i *>(a.q.data() + (g0 + gi) * 32));
+                const __m256i ax = _mm256_abs_epi8(xq);
+                const int8_t *q = blk + PackedQ8::kScaleBytes + gi / 2 * 256 + row * 64 + gi % 2 * 32;
+                MGD_UNROLL
+                for (int i = 0; i < NR; ++i) {
+                    if (NR > 1 && gi % 2 == 0)
+                        _mm_prefetch(reinterpret_cast<const char *>(q + kQ8Prefetch + i * 64), _MM_HINT_T0);
+                    const __m256i wv = _mm256_load_si256(reinterpret_cast<const __m256i *>(q + i * 64));
+                    const __m256i d =
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(wv, xq)), ones);
+                    acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_permutevar8x32_ps(scale[i], idx),
+                                             acc[i]);
+                }
+                idx = _mm256_add_epi32(idx, _mm256_set1_epi32(1));
             }
-            idx = _mm256_add_epi32(idx, _mm256_set1_epi32(1));
         }
     }
     MGD_UNROLL
     for (int i = 0; i < NR; ++i) out[i] = hsum(acc[i]);
 }
 
-template <class T, class X, class Fn4, class Fn1>
+// Rows [r0, r1): NR at a time with fnN, the rest one by one with fn1 (same per-row arithmetic).
+template <int NR, class T, class X, class FnN, class Fn1>
 MGD_T2 inline void overRows(const T &w, const X *x, float *y, const float *bias, int64_t r0, int64_t r1,
-                            Fn4 fn4, Fn1 fn1) {
-    float out[kRows];
+                            FnN fnN, Fn1 fn1) {
+    float out[NR];
     int64_t r = r0;
-    for (; r + kRows <= r1; r += kRows) {
-        fn4(w.data + r * w.stride, w.stride, x, w.cols, out);
-        for (int i = 0; i < kRows; ++i) y[r + i] = finish(out[i], bias, r + i);
+    for (; r + NR <= r1; r += NR) {
+        fnN(w.data + r * w.stride, w.stride, x, w.cols, out);
+        for (int i = 0; i < NR; ++i) y[r + i] = finish(out[i], bias, r + i);
     }
     for (; r < r1; ++r) {
         fn1(w.data + r * w.stride, w.stride, x, w.cols, out);
@@ -125,29 +136,23 @@ MGD_T2 inline void overRows(const T &w, const X *x, float *y, const float *bias,
 } // namespace
 
 void gemvBf16F32(const PackedBf16 &w, const float *x, float *y, const float *bias, int64_t r0, int64_t r1) {
-    overRows(w, x, y, bias, r0, r1, rowsFma<kRows, uint16_t, float>, rowsFma<1, uint16_t, float>);
+    overRows<kRows>(w, x, y, bias, r0, r1, rowsFma<kRows, uint16_t, float>, rowsFma<1, uint16_t, float>);
 }
 
 void gemvBf16Bf16(const PackedBf16 &w, const uint16_t *x, float *y, const float *bias, int64_t r0,
                   int64_t r1) {
-    overRows(w, x, y, bias, r0, r1, rowsFma<kRows, uint16_t, uint16_t>, rowsFma<1, uint16_t, uint16_t>);
+    overRows<kRows>(w, x, y, bias, r0, r1, rowsFma<kRows, uint16_t, uint16_t>,
+                    rowsFma<1, uint16_t, uint16_t>);
 }
 
 void gemvF32(const PackedF32 &w, const float *x, float *y, const float *bias, int64_t r0, int64_t r1) {
-    overRows(w, x, y, bias, r0, r1, rowsFma<kRows, float, float>, rowsFma<1, float, float>);
+    overRows<kRows>(w, x, y, bias, r0, r1, rowsFma<kRows, float, float>, rowsFma<1, float, float>);
 }
 
 void gemvQ8(const PackedQ8 &w, const Q8Activation &x, float *y, const float *bias, int64_t r0, int64_t r1) {
-    float out[kRows];
-    int64_t r = r0;
-    for (; r + kRows <= r1; r += kRows) {
-        rowsQ8<kRows>(w, r, x, out);
-        for (int i = 0; i < kRows; ++i) y[r + i] = finish(out[i], bias, r + i);
-    }
-    for (; r < r1; ++r) {
-        rowsQ8<1>(w, r, x, out);
-        y[r] = finish(out[0], bias, r);
-    }
+    overQ8Rows(
+        y, bias, r0, r1, [&](int64_t r, float *out) { rowsQ8<PackedQ8::kBlockRows>(w, r, x, out); },
+        [&](int64_t r, float *out) { rowsQ8<1>(w, r, x, out); });
 }
 
 // Same arithmetic as quantizeGroup (the scalar reference), which also does the partial last group.

@@ -49,6 +49,36 @@ inline bool quantizeGroup(const float *x, int64_t n, int8_t *q, float *scale, in
     return finite;
 }
 
+// PackedQ8 layout (gemv.h): byte offsets within a block of row i's group g and of its fp16 scale.
+inline int64_t q8GroupOffset(int64_t i, int64_t g) {
+    const int64_t gi = g % PackedQ8::kSuperGroups;
+    return g / PackedQ8::kSuperGroups * PackedQ8::kSuperBytes + PackedQ8::kScaleBytes + gi / 2 * 256 +
+           i * 64 + gi % 2 * 32;
+}
+inline int64_t q8ScaleOffset(int64_t i, int64_t g) {
+    return g / PackedQ8::kSuperGroups * PackedQ8::kSuperBytes + i * 32 + g % PackedQ8::kSuperGroups * 2;
+}
+
+// Rows [r0, r1) of a PackedQ8: whole 4-row blocks with `block(r, out)`, rows outside them one by
+// one with `one(r, out)`; both give bit-identical per-row results, so any split is deterministic.
+template <class Block, class One>
+inline void overQ8Rows(float *y, const float *bias, int64_t r0, int64_t r1, Block block, One one) {
+    float out[PackedQ8::kBlockRows];
+    int64_t r = r0;
+    for (; r < r1 && (r % PackedQ8::kBlockRows || r + PackedQ8::kBlockRows > r1); ++r) {
+        one(r, out);
+        y[r] = finish(out[0], bias, r);
+    }
+    for (; r + PackedQ8::kBlockRows <= r1; r += PackedQ8::kBlockRows) {
+        block(r, out);
+        for (int i = 0; i < PackedQ8::kBlockRows; ++i) y[r + i] = finish(out[i], bias, r + i);
+    }
+    for (; r < r1; ++r) {
+        one(r, out);
+        y[r] = finish(out[0], bias, r);
+    }
+}
+
 #define MGD_GEMV_DECLARE(ns)                                                                                 \
     namespace ns {                                                                                           \
     void gemvBf16F32(const PackedBf16 &w, const float *x, float *y, const float *bias, int64_t r0,           \

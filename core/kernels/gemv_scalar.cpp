@@ -43,13 +43,16 @@ void gemvF32(const PackedF32 &w, const float *x, float *y, const float *bias, in
 // kernels do.
 void gemvQ8(const PackedQ8 &w, const Q8Activation &x, float *y, const float *bias, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-        const int8_t *q = w.row(r);
-        const uint16_t *s = w.rowScales(r);
+        const int8_t *blk = w.block(r);
+        const int64_t i = r % PackedQ8::kBlockRows;
         float acc = 0;
         for (int64_t g = 0; g < w.groups; ++g) {
+            const int8_t *q = blk + q8GroupOffset(i, g), *xq = x.q.data() + g * 32;
             int32_t d = 0;
-            for (int k = 0; k < 32; ++k) d += int32_t(q[g * 32 + k]) * int32_t(x.q.data()[g * 32 + k]);
-            acc += (halfToFloat(s[g]) * x.scale.data()[g]) * float(d);
+            for (int k = 0; k < 32; ++k) d += int32_t(q[k]) * int32_t(xq[k]);
+            uint16_t h;
+            std::memcpy(&h, blk + q8ScaleOffset(i, g), 2);
+            acc += (halfToFloat(h) * x.scale.data()[g]) * float(d);
         }
         y[r] = finish(acc, bias, r);
     }

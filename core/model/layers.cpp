@@ -62,12 +62,11 @@ at::Tensor linearQ8Tiles(const kernels::PackedQ8 &q, const at::Tensor &bias, con
         const int64_t n = std::min(kTile, out - r0);
         at::parallel_for(0, n, 16, [&](int64_t b, int64_t e) {
             for (int64_t r = b; r < e; ++r) {
-                const int8_t *qr = q.row(r0 + r);
                 float *dst = tp + r * in;
                 for (int64_t g = 0; g * 32 < in; ++g) {
                     const float s = q.scale(r0 + r, g);
                     const int64_t end = std::min<int64_t>(in, (g + 1) * 32);
-                    for (int64_t c = g * 32; c < end; ++c) dst[c] = qr[c] * s;
+                    for (int64_t c = g * 32; c < end; ++c) dst[c] = q.qAt(r0 + r, c) * s;
                 }
             }
         });

@@ -253,7 +253,7 @@ private slots:
                         for (int64_t c = g * 32; c < std::min<int64_t>(cols, g * 32 + 32); ++c) {
                             const double v = src == 0 ? w[static_cast<size_t>(r * cols + c)]
                                                       : bf16ToDouble(wb[static_cast<size_t>(r * cols + c)]);
-                            const int qv = q.row(r)[c];
+                            const int qv = q.qAt(r, c);
                             QVERIFY(std::abs(qv) <= 127);
                             maxQ = std::max(maxQ, std::abs(qv));
                             // The quotient v / s is rounded to fp32 before rounding to int.
@@ -262,9 +262,20 @@ private slots:
                         }
                         QVERIFY(maxQ >= 126); // fp16 rounding of the scale costs at most 0.1%
                     }
-                    for (int64_t c = cols; c < q.qStride; ++c) QCOMPARE(q.row(r)[c], int8_t(0));
+                    for (int64_t c = cols; c < q.pairs * 64; ++c) QCOMPARE(q.qAt(r, c), int8_t(0));
                 }
             }
+        }
+        // Bulk dequantization matches the per-value accessor, for any row range and a wider stride.
+        {
+            const int64_t rows = 9, cols = 100;
+            const std::vector<float> w = randomMatrix(rows, cols, seed++);
+            const PackedQ8 q = quantizeQ8(w.data(), rows, cols);
+            std::vector<float> out(static_cast<size_t>(rows * (cols + 5)), NAN);
+            dequantizeQ8Rows(q, 2, 9, out.data(), cols + 5);
+            for (int64_t r = 2; r < 9; ++r)
+                for (int64_t c = 0; c < cols; ++c)
+                    QCOMPARE(out[static_cast<size_t>((r - 2) * (cols + 5) + c)], q.dequantize(r, c));
         }
         // Activations: same bound with their fp32 scale (one more rounding in 127 / maxabs).
         Q8Activation a;
