@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 
 #include "core/kernels/gemv.h"
+#include "core/kernels/gemv_impl.h"
 
 #include "core/model/decode_linear.h"
 #include "core/model/weights.h"
@@ -63,10 +64,14 @@ at::Tensor linearQ8Tiles(const kernels::PackedQ8 &q, const at::Tensor &bias, con
         at::parallel_for(0, n, 16, [&](int64_t b, int64_t e) {
             for (int64_t r = b; r < e; ++r) {
                 float *dst = tp + r * in;
+                const int8_t *blk = q.block(r0 + r);
+                const int64_t i = (r0 + r) % kernels::PackedQ8::kBlockRows;
                 for (int64_t g = 0; g * 32 < in; ++g) {
                     const float s = q.scale(r0 + r, g);
-                    const int64_t end = std::min<int64_t>(in, (g + 1) * 32);
-                    for (int64_t c = g * 32; c < end; ++c) dst[c] = q.qAt(r0 + r, c) * s;
+                    const int8_t *src = blk + kernels::detail::q8GroupOffset(i, g); // 32 values
+                    const int64_t n = std::min<int64_t>(32, in - g * 32);
+                    float *d = dst + g * 32;
+                    for (int64_t c = 0; c < n; ++c) d[c] = static_cast<float>(src[c]) * s;
                 }
             }
         });
