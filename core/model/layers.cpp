@@ -4,7 +4,6 @@
 #include <ATen/Parallel.h>
 
 #include "core/kernels/gemv.h"
-#include "core/kernels/gemv_impl.h"
 
 #include "core/model/decode_linear.h"
 #include "core/model/weights.h"
@@ -62,18 +61,7 @@ at::Tensor linearQ8Tiles(const kernels::PackedQ8 &q, const at::Tensor &bias, con
     for (int64_t r0 = 0; r0 < out; r0 += kTile) {
         const int64_t n = std::min(kTile, out - r0);
         at::parallel_for(0, n, 16, [&](int64_t b, int64_t e) {
-            for (int64_t r = b; r < e; ++r) {
-                float *dst = tp + r * in;
-                const int8_t *blk = q.block(r0 + r);
-                const int64_t i = (r0 + r) % kernels::PackedQ8::kBlockRows;
-                for (int64_t g = 0; g * 32 < in; ++g) {
-                    const float s = q.scale(r0 + r, g);
-                    const int8_t *src = blk + kernels::detail::q8GroupOffset(i, g); // 32 values
-                    const int64_t n = std::min<int64_t>(32, in - g * 32);
-                    float *d = dst + g * 32;
-                    for (int64_t c = 0; c < n; ++c) d[c] = static_cast<float>(src[c]) * s;
-                }
-            }
+            kernels::dequantizeQ8Rows(q, r0 + b, r0 + e, tp + b * in, in);
         });
         at::Tensor w = tile.narrow(0, 0, n).to(x.scalar_type());
         at::Tensor b = bias.defined() ? bias.narrow(0, r0, n) : at::Tensor();
