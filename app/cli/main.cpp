@@ -10,12 +10,13 @@
 #include <fstream>
 #include <sstream>
 
+#include "app/cli/arg_cursor.h"
+#include "app/cli/demo_commands.h"
 #include "core/import/importer.h"
 #include "core/runtime/bench_llm.h"
 #include "core/runtime/benchmark.h"
 #include "core/runtime/engine.h"
 #include "core/runtime/reference_check.h"
-#include "core/train/demo_train.h"
 #include "core/util/error.h"
 #include "core/util/install_paths.h"
 
@@ -47,6 +48,9 @@ commands:
          the LLM alone (random weights): 512-token prefill, 128 decoded tokens, against the
          read bandwidth measured in the same run
   train-demo --out DIR [--seed N] [--minutes M]   train the built-in demo model (resumable)
+  eval-drawings --model DIR --list drawings.json [--set S] [--transcript]
+         the demo model on drawings made by other means (tests/data/drawings)
+  demo-samples --out DIR [--count N] [--seed S]  pictures and Q&A as the demo model is trained on
   --version                           print the version
   eval-demo  --model DIR [--questions N] [--seed S] exact-match accuracy per question type
 
@@ -83,76 +87,62 @@ Options parse(int argc, char **argv) {
         o.command = "version";
         return o;
     }
-    auto need = [&](int &i) -> std::string {
-        if (i + 1 >= argc) throw mgd::Error(std::string("option ") + argv[i] + " needs a value");
-        return argv[++i];
-    };
-    auto num = [&](int &i) {
-        const std::string opt = argv[i], v = need(i);
-        try {
-            size_t used = 0;
-            double x = std::stod(v, &used);
-            if (used != v.size()) throw std::invalid_argument(v);
-            return x;
-        } catch (const std::exception &) {
-            throw mgd::Error("option " + opt + ": '" + v + "' is not a number");
-        }
-    };
-    for (int i = 2; i < argc; ++i) {
-        const std::string a = argv[i];
+    mgd::cli::ArgCursor c(argc, argv, 2);
+    while (c.next()) {
+        const std::string a = c.arg();
         if (a == "--model") {
-            o.model = need(i);
+            o.model = c.value();
             o.modelGiven = true;
         } else if (a == "--arch")
-            o.import.arch = need(i);
+            o.import.arch = c.value();
         else if (a == "--shape")
-            o.shape = need(i);
+            o.shape = c.value();
         else if (a == "--repetitions")
-            o.repetitions = static_cast<int>(num(i));
+            o.repetitions = c.integer();
         else if (a == "--vit")
-            o.import.vit = need(i);
+            o.import.vit = c.value();
         else if (a == "--q-former-model")
-            o.import.qformer = need(i);
+            o.import.qformer = c.value();
         else if (a == "--llama-model")
-            o.import.llamaModel = need(i);
+            o.import.llamaModel = c.value();
         else if (a == "--ckpt")
-            o.import.ckpt = need(i);
+            o.import.ckpt = c.value();
         else if (a == "--out")
-            o.import.out = need(i);
+            o.import.out = c.value();
         else if (a == "--name")
-            o.import.name = need(i);
+            o.import.name = c.value();
         else if (a == "--image-size")
-            o.import.imageSize = static_cast<int>(num(i));
+            o.import.imageSize = c.integer();
         else if (a == "--vit-heads")
-            o.import.vitHeads = static_cast<int>(num(i));
+            o.import.vitHeads = c.integer();
         else if (a == "--q-former-heads")
-            o.import.qformerHeads = static_cast<int>(num(i));
+            o.import.qformerHeads = c.integer();
         else if (a == "--lora-alpha")
-            o.import.loraAlpha = num(i);
+            o.import.loraAlpha = c.number();
         else if (a == "--dtype") {
-            const std::string v = need(i);
+            const std::string v = c.value();
             if (v != "float32" && v != "bfloat16" && v != "float16" && v != "int8")
                 throw mgd::Error("--dtype must be float32, bfloat16, float16 or int8");
             o.engine.dtype = o.import.dtype = v;
         } else if (a == "--image") {
-            o.images.push_back(need(i));
+            o.images.push_back(c.value());
             o.image = o.images.back();
         } else if (a == "--greedy")
             o.sampling.greedy = true;
         else if (a == "--temperature")
-            o.sampling.temperature = static_cast<float>(num(i));
+            o.sampling.temperature = static_cast<float>(c.number());
         else if (a == "--top-p")
-            o.sampling.topP = static_cast<float>(num(i));
+            o.sampling.topP = static_cast<float>(c.number());
         else if (a == "--top-k")
-            o.sampling.topK = static_cast<int>(num(i));
+            o.sampling.topK = c.integer();
         else if (a == "--repetition-penalty")
-            o.sampling.repetitionPenalty = static_cast<float>(num(i));
+            o.sampling.repetitionPenalty = static_cast<float>(c.number());
         else if (a == "--seed")
-            o.sampling.seed = static_cast<int64_t>(num(i));
+            o.sampling.seed = static_cast<int64_t>(c.number());
         else if (a == "--max-new-tokens")
-            o.sampling.maxNewTokens = static_cast<int>(num(i));
+            o.sampling.maxNewTokens = c.integer();
         else if (a == "--threads")
-            o.engine.threads = static_cast<int>(num(i));
+            o.engine.threads = c.integer();
         else if (a == "--no-kv-reuse")
             o.engine.kvReuse = false;
         else if (a == "--no-feature-cache")
@@ -164,29 +154,29 @@ Options parse(int argc, char **argv) {
         else if (a == "--no-memory-pool")
             o.engine.memoryPool = false;
         else if (a == "--memory-pool-size")
-            o.engine.memoryPoolBytes = static_cast<uint64_t>(num(i) * (1 << 20));
+            o.engine.memoryPoolBytes = static_cast<uint64_t>(c.number() * (1 << 20));
         else if (a == "--feature-cache-size")
-            o.engine.featureHostBytes = static_cast<uint64_t>(num(i) * (1 << 20));
+            o.engine.featureHostBytes = static_cast<uint64_t>(c.number() * (1 << 20));
         else if (a == "--feature-cache-dir")
-            o.engine.featureDiskDir = need(i);
+            o.engine.featureDiskDir = c.value();
         else if (a == "--device")
-            o.engine.device = need(i);
+            o.engine.device = c.value();
         else if (a == "--eviction") {
-            const std::string v = need(i);
+            const std::string v = c.value();
             if (v != "lru" && v != "lfu") throw mgd::Error("--eviction must be lru or lfu");
             o.engine.eviction = v == "lfu" ? mgd::EvictionPolicy::Lfu : mgd::EvictionPolicy::Lru;
         } else if (a == "--metrics-json")
-            o.metricsJson = need(i);
+            o.metricsJson = c.value();
         else if (a == "--json")
-            o.benchJson = need(i);
+            o.benchJson = c.value();
         else if (a == "--answer-tokens")
-            o.answerTokens = static_cast<int>(num(i));
+            o.answerTokens = c.integer();
         else if (a == "--modes") {
-            std::stringstream ss(need(i));
+            std::stringstream ss(c.value());
             std::string m;
             while (std::getline(ss, m, ',')) o.modes.push_back(m);
         } else if (a == "--tolerance")
-            o.tolerance = num(i);
+            o.tolerance = c.number();
         else if (a == "--stats")
             o.stats = true;
         else if (a == "-h" || a == "--help")
@@ -438,8 +428,12 @@ int cmdInfo(const Options &o) {
 
 int main(int argc, char **argv) {
     try {
-        if (argc >= 2 && std::strcmp(argv[1], "train-demo") == 0) return mgd::demo::trainDemoMain(argc, argv);
-        if (argc >= 2 && std::strcmp(argv[1], "eval-demo") == 0) return mgd::demo::evalDemoMain(argc, argv);
+        if (argc >= 2 && std::strcmp(argv[1], "train-demo") == 0) return mgd::cli::cmdTrainDemo(argc, argv);
+        if (argc >= 2 && std::strcmp(argv[1], "eval-demo") == 0) return mgd::cli::cmdEvalDemo(argc, argv);
+        if (argc >= 2 && std::strcmp(argv[1], "eval-drawings") == 0)
+            return mgd::cli::cmdEvalDrawings(argc, argv);
+        if (argc >= 2 && std::strcmp(argv[1], "demo-samples") == 0)
+            return mgd::cli::cmdDemoSamples(argc, argv);
         const Options o = parse(argc, argv);
         if (o.command == "ask") return cmdAsk(o);
         if (o.command == "chat") return cmdChat(o);

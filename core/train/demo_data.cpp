@@ -20,18 +20,21 @@ namespace {
 const char *kShapeNames[kShapes] = {"circle", "square", "triangle", "star"};
 const char *kShapePlural[kShapes] = {"circles", "squares", "triangles", "stars"};
 const char *kColorNames[kColors] = {"red", "green", "blue", "yellow", "orange", "purple", "white", "black"};
-const int kColorRgb[kColors][3] = {{220, 30, 30}, {30, 170, 50},  {30, 70, 230},   {245, 225, 20},
-                                   {255, 140, 0}, {140, 40, 190}, {250, 250, 250}, {10, 10, 10}};
+// The shades people pick for each name: paint programs' palette entries, web colours and a
+// few darker / lighter ones (each drawn with +-14 of jitter per channel).
+const int kShades[kColors][6][3] = {
+    {{255, 0, 0}, {237, 28, 36}, {220, 30, 30}, {200, 16, 46}, {180, 0, 0}, {230, 50, 40}},          // red
+    {{0, 200, 0}, {34, 177, 76}, {30, 170, 50}, {0, 128, 0}, {60, 200, 90}, {0, 240, 0}},            // green
+    {{0, 0, 255}, {63, 72, 204}, {30, 70, 230}, {0, 100, 210}, {40, 120, 255}, {0, 0, 170}},         // blue
+    {{255, 255, 0}, {255, 242, 0}, {245, 225, 20}, {255, 215, 0}, {240, 230, 70}, {250, 240, 90}},   // yellow
+    {{255, 140, 0}, {255, 127, 39}, {255, 165, 0}, {240, 110, 20}, {255, 120, 0}, {230, 140, 30}},   // orange
+    {{128, 0, 128}, {163, 73, 164}, {140, 40, 190}, {120, 50, 200}, {160, 32, 240}, {100, 30, 140}}, // purple
+    {{255, 255, 255}, {250, 250, 250}, {242, 242, 242}, {235, 235, 240}, {255, 255, 250}, {245, 245, 245}},
+    {{0, 0, 0}, {10, 10, 10}, {25, 25, 25}, {40, 40, 45}, {20, 20, 30}, {5, 5, 5}}};
 const char *kSizeNames[kSizes] = {"small", "large"};
 const char *kCellPhrases[kCells] = {"at the top left",    "at the top",    "at the top right",
                                     "on the left",        "in the center", "on the right",
                                     "at the bottom left", "at the bottom", "at the bottom right"};
-const int kBackgrounds[][3] = {{128, 128, 128}, {185, 185, 185}, {75, 75, 75},   {0, 110, 110},
-                               {225, 205, 165}, {240, 170, 190}, {110, 70, 35},  {110, 110, 30},
-                               {150, 185, 215}, {250, 250, 250}, {240, 240, 235}}; // the last two: a paint
-                                                                                   // program's canvas
-constexpr int kWhite = 6;
-constexpr int kNumBackgrounds = sizeof(kBackgrounds) / sizeof(kBackgrounds[0]);
 const char *kNumbers[] = {"no", "one", "two", "three", "four"};
 const char *kOther[] = {"dog", "cat", "car", "tree", "house", "person", "bird", "flower"};
 constexpr double kPi = 3.14159265358979323846;
@@ -56,6 +59,15 @@ bool uniqueShape(const Scene &s, const SceneObject &o) {
 bool uniqueKind(const Scene &s, const SceneObject &o) {
     return std::count_if(s.objects.begin(), s.objects.end(),
                          [&](auto &x) { return x.shape == o.shape && x.color == o.color; }) == 1;
+}
+
+// A shape that the scene has more than one of (-1: none).
+int pluralShape(const Scene &s, DemoRng &r) {
+    std::vector<int> many;
+    for (int sh = 0; sh < kShapes; ++sh)
+        if (std::count_if(s.objects.begin(), s.objects.end(), [&](auto &x) { return x.shape == sh; }) > 1)
+            many.push_back(sh);
+    return many.empty() ? -1 : many[r.below(int(many.size()))];
 }
 
 // "Where is the red star?" -> "The red star is at the top left.", not "It is at the top left.":
@@ -93,6 +105,12 @@ const char *cellPhrase(int c) {
     return kCellPhrases[c];
 }
 
+bool isShadeOf(int color, const uint8_t *rgb, double tolerance) {
+    for (const auto &c : kShades[color])
+        if (std::hypot(rgb[0] - c[0], rgb[1] - c[1], rgb[2] - c[2]) <= tolerance) return true;
+    return false;
+}
+
 std::string sceneText(const Scene &scene) {
     const auto &objs = scene.objects;
     std::string a;
@@ -126,91 +144,252 @@ double DemoRng::normal() { // Box-Muller
     return std::sqrt(-2.0 * std::log(u)) * std::cos(2 * kPi * v);
 }
 
-Scene DemoGenerator::randomScene(int count) {
-    int cells[kCells];
-    for (int i = 0; i < kCells; ++i) cells[i] = i;
-    for (int i = 0; i < count; ++i) std::swap(cells[i], cells[i + rng_.below(kCells - i)]);
+Scene DemoGenerator::randomScene(int count, double aspect) {
+    DemoRng &r = rng_;
     Scene s;
-    for (int i = 0; i < count; ++i)
-        s.objects.push_back({rng_.below(kShapes), rng_.below(kColors), rng_.below(kSizes), cells[i]});
+    s.aspect = aspect > 0        ? aspect
+               : r.below(3) == 0 ? 1.0
+                                 : std::exp(r.uniform(std::log(0.5), std::log(2.0)));
+    // Units of the shorter side: the canvas is W x H with min(W, H) = 1.
+    const double W = std::max(1.0, s.aspect), H = std::max(1.0, 1.0 / s.aspect);
+    for (int tries = 0;; ++tries) {
+        int cells[kCells];
+        for (int i = 0; i < kCells; ++i) cells[i] = i;
+        for (int i = 0; i < count; ++i) std::swap(cells[i], cells[i + r.below(kCells - i)]);
+        s.objects.clear();
+        for (int i = 0; i < count; ++i) {
+            SceneObject o{r.below(kShapes), r.below(kColors), 0, cells[i]};
+            // The centre stays a fifth of a cell away from the cell's borders: the answer to
+            // "where" is never a coin toss.
+            o.x = (cells[i] % 3 + 0.5 + r.uniform(-0.3, 0.3)) / 3;
+            o.y = (cells[i] / 3 + 0.5 + r.uniform(-0.3, 0.3)) / 3;
+            s.objects.push_back(o);
+        }
+        // Sizes in a random order (so that no cell is favoured for large ones): as large as
+        // the canvas edges and the shapes already sized allow, with a gap between the sizes'
+        // ranges so that "small" and "large" are never a judgement call.
+        int order[4] = {0, 1, 2, 3};
+        for (int i = 0; i < count; ++i) std::swap(order[i], order[i + r.below(count - i)]);
+        bool ok = true;
+        for (int k = 0; k < count && ok; ++k) {
+            SceneObject &o = s.objects[order[k]];
+            const double cx = o.x * W, cy = o.y * H;
+            double maxR = 1.05 * std::min({cx, W - cx, cy, H - cy});
+            for (int j = 0; j < k; ++j) {
+                const SceneObject &p = s.objects[order[j]];
+                maxR = std::min(maxR, 0.9 * std::hypot(cx - p.x * W, cy - p.y * H) - p.diameter / 2);
+            }
+            const double maxD = 2 * maxR;
+            if (r.uniform() < 0.6 && maxD >= 0.30) {
+                o.size = 1;
+                o.diameter = r.uniform(0.28, std::min(0.90, maxD));
+            } else if (maxD >= 0.07) { // people rarely draw at 6%: weighted towards 20%
+                o.size = 0;
+                o.diameter = 0.06 + (std::min(0.20, maxD) - 0.06) * std::sqrt(r.uniform());
+            } else {
+                ok = false;
+            }
+        }
+        if (ok || tries > 100) break;
+    }
     std::sort(s.objects.begin(), s.objects.end(), [](auto &a, auto &b) { return a.cell < b.cell; });
     return s;
 }
 
-RgbImage DemoGenerator::render(const Scene &scene, int size) {
+int DemoGenerator::randomShortSide() {
+    const int u = rng_.below(20);
+    return u < 8 ? 96 + rng_.below(40) : u < 15 ? 136 + rng_.below(120) : 256 + rng_.below(145);
+}
+
+#ifdef MGD_WITH_OPENCV
+namespace {
+
+double colorDistance(const cv::Vec3d &a, const cv::Vec3d &b) {
+    return cv::norm(a - b);
+}
+
+// A background as people's pictures have them: a paint program's white or black canvas, any
+// flat colour, a light gradient, or a texture (stripes, ruled paper, blotches, grain).
+cv::Mat background(DemoRng &r, int W, int H, const std::vector<cv::Vec3d> &avoid) {
+    auto rnd = [&](double lo, double hi) {
+        return cv::Vec3d(r.uniform(lo, hi), r.uniform(lo, hi), r.uniform(lo, hi));
+    };
+    const auto farEnough = [&](const cv::Vec3d &c) {
+        for (const auto &a : avoid)
+            if (colorDistance(a, c) < 110) return false;
+        return true;
+    };
+    cv::Vec3d c0, c1;
+    int kind = 0;
+    for (int tries = 0;; ++tries) {
+        const int u = r.below(100);
+        kind = u < 28 ? 0 : u < 38 ? 1 : u < 60 ? 2 : u < 72 ? 3 : u < 86 ? 4 : 5;
+        if (kind == 0) c0 = cv::Vec3d::all(255 - r.uniform(0, 14));
+        if (kind == 1) c0 = cv::Vec3d::all(r.uniform(0, 28));
+        if (kind == 2 || kind == 5) c0 = rnd(0, 255);
+        if (kind == 3) c0 = rnd(170, 255);
+        c1 = kind == 4 ? rnd(150, 255) : c0;
+        if (kind == 4) c0 = rnd(150, 255);
+        if (farEnough(c0) && farEnough(c1)) break;
+        if (tries > 40) { // e.g. a white and a black shape: a mid grey canvas
+            c0 = c1 = cv::Vec3d::all(128 + r.uniform(-20, 20));
+            kind = 2;
+            break;
+        }
+    }
+    cv::Mat img(H, W, CV_32FC3, cv::Scalar(c0[0], c0[1], c0[2]));
+    if (kind == 4) { // linear gradient in any direction
+        const double a = r.uniform(0, 2 * kPi), ca = std::cos(a), sa = std::sin(a);
+        const double span = std::abs(ca) * W + std::abs(sa) * H;
+        for (int y = 0; y < H; ++y) {
+            auto *row = img.ptr<cv::Vec3f>(y);
+            for (int x = 0; x < W; ++x) {
+                const double t = std::clamp(((x - W / 2.0) * ca + (y - H / 2.0) * sa) / span + 0.5, 0.0, 1.0);
+                const cv::Vec3d c = c0 * (1 - t) + c1 * t;
+                row[x] = cv::Vec3f(float(c[0]), float(c[1]), float(c[2]));
+            }
+        }
+    } else if (kind == 5) {
+        const int tex = r.below(4);
+        const double amp = r.uniform(8, 24);
+        if (tex == 0) { // soft stripes
+            const double a = r.uniform(0, 2 * kPi), f = r.uniform(2, 9) / std::max(W, H);
+            for (int y = 0; y < H; ++y) {
+                auto *row = img.ptr<cv::Vec3f>(y);
+                for (int x = 0; x < W; ++x) {
+                    const float t = float(amp * std::sin(2 * kPi * f * (x * std::cos(a) + y * std::sin(a))));
+                    row[x] += cv::Vec3f(t, t, t);
+                }
+            }
+        } else if (tex == 1) { // ruled or squared paper
+            const int step = std::max(4, int(std::min(W, H) * r.uniform(0.04, 0.12)));
+            const cv::Scalar line(c0[0] - amp * 2, c0[1] - amp * 1.5, c0[2] - amp * 0.5);
+            const bool grid = r.below(2);
+            for (int y = step; y < H; y += step) cv::line(img, {0, y}, {W - 1, y}, line, 1, cv::LINE_AA);
+            if (grid)
+                for (int x = step; x < W; x += step) cv::line(img, {x, 0}, {x, H - 1}, line, 1, cv::LINE_AA);
+        } else { // blotches (low-frequency noise) or grain
+            const int n = tex == 2 ? 3 + r.below(6) : std::max(8, std::min(W, H) / 2);
+            cv::Mat small(n, n, CV_32FC3);
+            cv::RNG rng(r.next());
+            rng.fill(small, cv::RNG::NORMAL, 0.0, amp);
+            if (r.below(2)) { // the same field in every channel: light and shade, not colour
+                std::vector<cv::Mat> ch(3);
+                cv::split(small, ch);
+                ch[1] = ch[0].clone();
+                ch[2] = ch[0].clone();
+                cv::merge(ch, small);
+            }
+            cv::Mat big;
+            cv::resize(small, big, cv::Size(W, H), 0, 0, cv::INTER_CUBIC);
+            img += big;
+        }
+    }
+    return img;
+}
+
+// The outline of a shape of bounding radius R about (cx, cy) turned by th, as points; with
+// wobble > 0 its edges bend a little, as a hand draws them.
+std::vector<cv::Point2d> outline(DemoRng &r, int shape, double cx, double cy, double R, double th,
+                                 double wobble) {
+    std::vector<cv::Point2d> corners;
+    if (shape == 0) {
+        for (int i = 0; i < 48; ++i)
+            corners.emplace_back(0.92 * R * std::cos(th + i * kPi / 24),
+                                 0.92 * R * std::sin(th + i * kPi / 24));
+    } else {
+        const int n = shape == 1 ? 4 : shape == 2 ? 3 : 10;
+        for (int i = 0; i < n; ++i) {
+            const double a = shape == 1   ? th + i * kPi / 2 + kPi / 4
+                             : shape == 2 ? th + i * 2 * kPi / 3
+                                          : th + i * kPi / 5;
+            const double rr = shape == 3 && i % 2 ? 0.4 * R : R;
+            corners.emplace_back(rr * std::cos(a), rr * std::sin(a));
+        }
+    }
+    std::vector<cv::Point2d> pts;
+    const int sub = wobble > 0 && shape != 0 ? 6 : 1;
+    for (size_t i = 0; i < corners.size(); ++i)
+        for (int k = 0; k < sub; ++k) {
+            const double t = double(k) / sub;
+            pts.push_back(corners[i] * (1 - t) + corners[(i + 1) % corners.size()] * t);
+        }
+    if (wobble > 0) { // two slow radial waves plus a little jitter of each corner
+        const double p1 = r.uniform(0, 2 * kPi), p2 = r.uniform(0, 2 * kPi);
+        const int f1 = 2 + r.below(2), f2 = 3 + r.below(3);
+        for (auto &p : pts) {
+            const double a = std::atan2(p.y, p.x);
+            const double k = 1 + wobble * (std::sin(f1 * a + p1) + 0.5 * std::sin(f2 * a + p2)) +
+                             r.uniform(-0.3, 0.3) * wobble;
+            p *= k;
+        }
+    }
+    for (auto &p : pts) p += cv::Point2d(cx, cy);
+    return pts;
+}
+
+} // namespace
+#endif
+
+RgbImage DemoGenerator::render(const Scene &scene, int shortSide) {
 #ifndef MGD_WITH_OPENCV
     throw Error("demo scenes: this build has no OpenCV");
 #else
     DemoRng &r = rng_;
-    int bgi = r.below(kNumBackgrounds);
-    // No white object on a white canvas: it would not be there to see.
-    const bool hasWhite =
-        std::any_of(scene.objects.begin(), scene.objects.end(), [](auto &o) { return o.color == kWhite; });
-    while (hasWhite && kBackgrounds[bgi][1] >= 230) bgi = r.below(kNumBackgrounds);
-    cv::Mat img(size, size, CV_32FC3);
-    double bg[3];
-    for (int c = 0; c < 3; ++c) bg[c] = kBackgrounds[bgi][c] + r.uniform(-12, 12);
-    // Plain, a gentle gradient, or soft stripes: "lightly textured".
-    const int texture = r.below(3);
-    const double amp = r.uniform(6, 14), angle = r.uniform(0, 2 * kPi), freq = r.uniform(2, 6);
-    const double ca = std::cos(angle), sa = std::sin(angle);
-    for (int y = 0; y < size; ++y) {
-        auto *row = img.ptr<cv::Vec3f>(y);
-        for (int x = 0; x < size; ++x) {
-            const double u = (x * ca + y * sa) / size;
-            const double t = texture == 0   ? 0
-                             : texture == 1 ? amp * (u - 0.5)
-                                            : 0.6 * amp * std::sin(2 * kPi * freq * u);
-            row[x] = cv::Vec3f(float(bg[0] + t), float(bg[1] + t), float(bg[2] + t));
-        }
-    }
-    const double cell = size / 3.0;
-    constexpr int shift = 4, scale = 1 << shift;
+    const int S = shortSide;
+    const int W = scene.aspect >= 1 ? int(std::lround(S * scene.aspect)) : S;
+    const int H = scene.aspect >= 1 ? S : int(std::lround(S / scene.aspect));
+    std::vector<cv::Vec3d> colors;
     for (const auto &o : scene.objects) {
-        const int row = o.cell / 3, col = o.cell % 3;
-        const double cx = (col + 0.5 + r.uniform(-0.05, 0.05)) * cell;
-        const double cy = (row + 0.5 + r.uniform(-0.05, 0.05)) * cell;
-        const double rad = (o.size == 0 ? 0.20 : 0.32) * cell * r.uniform(0.92, 1.08);
-        cv::Scalar color;
-        for (int c = 0; c < 3; ++c)
-            color[c] = std::clamp(kColorRgb[o.color][c] + r.uniform(-20, 20), 0.0, 255.0);
-        // Upright, as people draw them, with +-20 degrees of jitter (fully random rotation left
-        // shape at ~60% per object after stage 1's first minutes: measured).
-        const double th = (o.shape == 1 ? 0.0 : -kPi / 2) + r.uniform(-0.35, 0.35);
-        if (o.shape == 0) {
-            cv::circle(img, cv::Point(int(std::lround(cx * scale)), int(std::lround(cy * scale))),
-                       int(std::lround(rad * scale)), color, -1, cv::LINE_AA, shift);
-            continue;
-        }
-        std::vector<cv::Point> pts;
-        const int n = o.shape == 1 ? 4 : o.shape == 2 ? 3 : 10;
-        for (int i = 0; i < n; ++i) {
-            double a, rr;
-            if (o.shape == 1) {
-                a = th + i * kPi / 2 + kPi / 4;
-                rr = rad * 1.15;
-            } else if (o.shape == 2) {
-                a = th + i * 2 * kPi / 3;
-                rr = rad * 1.25;
-            } else {
-                a = th + i * kPi / 5;
-                rr = i % 2 == 0 ? rad * 1.25 : rad * 0.5;
-            }
-            pts.emplace_back(int(std::lround((cx + rr * std::cos(a)) * scale)),
-                             int(std::lround((cy + rr * std::sin(a)) * scale)));
-        }
-        cv::fillPoly(img, std::vector<std::vector<cv::Point>>{pts}, color, cv::LINE_AA, shift);
+        const int *c = kShades[o.color][r.below(6)];
+        colors.emplace_back(std::clamp(c[0] + r.uniform(-14, 14), 0.0, 255.0),
+                            std::clamp(c[1] + r.uniform(-14, 14), 0.0, 255.0),
+                            std::clamp(c[2] + r.uniform(-14, 14), 0.0, 255.0));
     }
-    // Pixel noise from OpenCV's generator (seeded from ours: deterministic, and much faster).
-    cv::Mat noise(size, size, CV_32FC3);
-    cv::RNG cvRng(r.next());
-    cvRng.fill(noise, cv::RNG::NORMAL, 0.0, r.uniform(2, 7));
-    img += noise;
+    cv::Mat img = background(r, W, H, colors);
+    // One style per picture, as one person draws it with one tool.
+    const int lineType = r.below(10) < 7 ? cv::LINE_AA : cv::LINE_8;
+    const double wobble = r.below(10) < 3 ? r.uniform(0.015, 0.05) : 0.0;
+    const bool outlines = r.below(10) < 3, mixed = r.below(4) == 0;
+    const double stroke = r.uniform(0.018, 0.05) * S, minStroke = 1.8 * S / 96.0;
+    const bool upright = r.below(10) < 6;
+    constexpr int shift = 4;
+    const double scale = 1 << shift;
+    for (size_t i = 0; i < scene.objects.size(); ++i) {
+        const SceneObject &o = scene.objects[i];
+        const double cx = o.x * W, cy = o.y * H, R = o.diameter / 2 * S;
+        const double th =
+            upright ? (o.shape == 1 ? 0.0 : -kPi / 2) + r.uniform(-0.2, 0.2) : r.uniform(0, 2 * kPi);
+        const cv::Scalar color(colors[i][0], colors[i][1], colors[i][2]);
+        // Small shapes are drawn filled: a thin outline at 6% of the canvas is a blob at 96 px.
+        const bool outlined = (mixed ? r.below(2) == 0 : outlines) && o.diameter >= 0.16;
+        std::vector<cv::Point> pts;
+        for (const auto &p : outline(r, o.shape, cx, cy, R, th, wobble))
+            pts.emplace_back(int(std::lround(p.x * scale)), int(std::lround(p.y * scale)));
+        if (outlined) {
+            const int t = int(std::lround(std::clamp(stroke, minStroke, 0.3 * R)));
+            cv::polylines(img, std::vector<std::vector<cv::Point>>{pts}, true, color, std::max(1, t),
+                          lineType, shift);
+        } else {
+            cv::fillPoly(img, std::vector<std::vector<cv::Point>>{pts}, color, lineType, shift);
+        }
+    }
+    if (r.below(7) == 0) {
+        const double sigma = r.uniform(0.4, 1.1) * S / 96.0;
+        cv::GaussianBlur(img, img, cv::Size(0, 0), sigma);
+    }
+    if (r.below(2)) { // sensor-like noise on about half of them
+        cv::Mat noise(H, W, CV_32FC3);
+        cv::RNG cvRng(r.next());
+        cvRng.fill(noise, cv::RNG::NORMAL, 0.0, r.uniform(2, 9));
+        img += noise;
+    }
     cv::Mat u8;
     img.convertTo(u8, CV_8UC3); // rounds and saturates
     RgbImage out;
-    out.width = out.height = size;
-    out.rgb.assign(u8.data, u8.data + size_t(size) * size * 3);
+    out.width = W;
+    out.height = H;
+    out.rgb.assign(u8.data, u8.data + size_t(W) * H * 3);
     return out;
 #endif
 }
@@ -250,7 +429,19 @@ bool DemoGenerator::ask(const Scene &scene, QType type, std::vector<QaTurn> &tur
         break;
     }
     case QType::Color: {
-        if (r.below(2) == 0) {
+        const int many = r.below(3) == 0 ? pluralShape(scene, r) : -1;
+        if (many >= 0) { // "What color are the squares?" -> "They are red and blue."
+            std::vector<int> cs;
+            for (const auto &o : objs)
+                if (o.shape == many && std::find(cs.begin(), cs.end(), o.color) == cs.end())
+                    cs.push_back(o.color);
+            std::string list;
+            for (size_t i = 0; i < cs.size(); ++i)
+                list += std::string(i == 0 ? "" : i + 1 == cs.size() ? " and " : ", ") + kColorNames[cs[i]];
+            ask(std::string(r.below(2) ? "What color are the " : "What colors are the ") +
+                    kShapePlural[many] + "?",
+                "They are " + list + ".");
+        } else if (r.below(2) == 0) {
             if (!uniqueShape(scene, any)) return false;
             const std::string n = kShapeNames[any.shape];
             static const char *q[] = {"What color is the %?", "What is the color of the %?",
@@ -369,11 +560,7 @@ DemoSample DemoGenerator::sample(QType type, int renderSize) {
         s.turns.clear();
     } while (!ask(s.scene, type, s.turns));
     if (renderSize < 0) return s;
-    if (renderSize == 0) {
-        const int u = r.below(20);
-        renderSize = u < 12 ? 96 : u < 17 ? 192 : 288;
-    }
-    s.image = render(s.scene, renderSize);
+    s.image = render(s.scene, renderSize == 0 ? randomShortSide() : renderSize);
     return s;
 }
 

@@ -1,6 +1,8 @@
 #pragma once
-// Generated shape scenes and template Q&A for the built-in demo model (issue 5): 1-4 objects
-// (4 shapes, 8 colours, 2 sizes) on a 3x3 grid, drawn with OpenCV; deterministic by seed.
+// Generated shape scenes and template Q&A for the built-in demo model: 1-4 objects (4 shapes,
+// 8 colours, 2 sizes) whose centres lie in distinct cells of a 3x3 grid, drawn with OpenCV the
+// many ways people draw them (any canvas from 1:2 to 2:1, any background, 6-90% of the shorter
+// side, filled or outlined, hand-drawn wobble, rotated); deterministic by seed.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -18,12 +20,19 @@ const char *shapePlural(int s); // "circles", ...; -1: "shapes"
 const char *colorName(int c);
 const char *sizeName(int s);
 const char *cellPhrase(int cell); // "at the top left", "in the center", ...
+// Whether a pixel is within `tolerance` (RGB distance) of one of the shades drawn for `color`.
+bool isShadeOf(int color, const uint8_t *rgb, double tolerance);
 
 struct SceneObject {
     int shape = 0, color = 0, size = 0, cell = 0; // cell: row-major 0..8
+    // Layout: centre as fractions of the canvas's width and height (inside `cell`, away from
+    // its borders), and the diameter of the shape's bounding circle as a fraction of the
+    // canvas's shorter side (small: 0.06-0.20, large: 0.28-0.90).
+    double x = 0.5, y = 0.5, diameter = 0.3;
 };
 
 struct Scene {
+    double aspect = 1;                // canvas width / height, 0.5..2
     std::vector<SceneObject> objects; // in reading order (by cell)
     const SceneObject *at(int cell) const;
 };
@@ -57,11 +66,15 @@ private:
 class DemoGenerator {
 public:
     explicit DemoGenerator(uint64_t seed) : rng_(seed) {}
-    Scene randomScene(int count);
-    // Draws `scene` at size x size (anti-aliased, jittered, with pixel noise).
-    RgbImage render(const Scene &scene, int size);
-    // A sample of the given type; renderSize 0 picks one of 96/192/288 px so that training
-    // also sees the downsampling path a large user image takes.
+    // `count` objects in distinct cells, sized so that none overlaps another or the canvas edge;
+    // aspect 0 draws the canvas's aspect ratio (a third square, the rest 1:2..2:1).
+    Scene randomScene(int count, double aspect = 0);
+    // Draws `scene` on a canvas whose shorter side is `shortSide` px, in a randomly drawn
+    // style (background, shade, fill or outline, edges, wobble, rotation, noise).
+    RgbImage render(const Scene &scene, int shortSide);
+    // A canvas size as users' images come: 96..400 px on the shorter side.
+    int randomShortSide();
+    // A sample of the given type; renderSize 0 draws randomShortSide(), -1 draws no image.
     DemoSample sample(QType type, int renderSize = 0);
     // Appends a question of `type` about `scene` (two turns for FollowUp); false, with
     // nothing appended, when the scene cannot pose it (e.g. the colour of "the circle" of two).

@@ -8,6 +8,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -25,6 +29,7 @@
 #endif
 #include <sstream>
 #include <thread>
+#include <unistd.h>
 
 #include "core/image/preprocess.h"
 #include "core/model/minigpt_model.h"
@@ -53,6 +58,29 @@ uint64_t mix(uint64_t a, uint64_t b) {
 }
 
 // ---------------------------------------------------------------- tokenizer
+// Runs a program with these arguments (no shell), its output into `log`; throws naming the
+// program, its exit status and the log when it fails.
+void runTool(const std::vector<std::string> &args, const std::string &log, const std::string &hint) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    std::vector<char *> argv;
+    for (const auto &a : args) argv.push_back(const_cast<char *>(a.c_str()));
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    const int err = posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (err != 0) throw Error("cannot run " + args[0] + ": " + std::strerror(err) + " (" + hint + ")");
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) throw Error("waiting for " + args[0] + ": " + std::strerror(errno));
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
+    const std::string how = WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
+                                              : "signal " + std::to_string(WTERMSIG(status));
+    throw Error(args[0] + " failed (" + how + "); see " + log);
+}
+
 // The text exactly as the prompt template renders it, split where the image goes.
 void writeCorpus(const std::string &path, const ModelConfig &cfg, uint64_t seed, int samples) {
     std::ofstream f(path);
@@ -82,18 +110,26 @@ void trainTokenizer(const std::string &dir, const ModelConfig &cfg, uint64_t see
     const std::string corpus = dir + "/corpus.txt";
     writeCorpus(corpus, cfg, seed, 20000);
     // LLaMA's flags: BPE, byte fallback, split digits, identity normaliser, unk 0 / bos 1 / eos 2.
-    const std::string cmd = "spm_train --input=" + corpus + " --model_prefix=" + dir +
-                            "/spm --vocab_size=" + std::to_string(vocab) +
-                            " --model_type=bpe --byte_fallback=true --split_digits=true"
-                            " --normalization_rule_name=identity --remove_extra_whitespaces=false"
-                            " --add_dummy_prefix=true --allow_whitespace_only_pieces=true"
-                            " --user_defined_symbols=###"
-                            " --unk_id=0 --bos_id=1 --eos_id=2 --pad_id=-1 --character_coverage=1.0"
-                            " --num_threads=1 --minloglevel=2 > " +
-                            dir + "/spm_train.log 2>&1";
-    if (std::system(cmd.c_str()) != 0)
-        throw Error("spm_train failed (is the 'sentencepiece' package installed?); see " + dir +
-                    "/spm_train.log");
+    const std::vector<std::string> args = {"spm_train",
+                                           "--input=" + corpus,
+                                           "--model_prefix=" + dir + "/spm",
+                                           "--vocab_size=" + std::to_string(vocab),
+                                           "--model_type=bpe",
+                                           "--byte_fallback=true",
+                                           "--split_digits=true",
+                                           "--normalization_rule_name=identity",
+                                           "--remove_extra_whitespaces=false",
+                                           "--add_dummy_prefix=true",
+                                           "--allow_whitespace_only_pieces=true",
+                                           "--user_defined_symbols=###",
+                                           "--unk_id=0",
+                                           "--bos_id=1",
+                                           "--eos_id=2",
+                                           "--pad_id=-1",
+                                           "--character_coverage=1.0",
+                                           "--num_threads=1",
+                                           "--minloglevel=2"};
+    runTool(args, dir + "/spm_train.log", "is the Debian package 'sentencepiece' installed?");
 }
 
 // ---------------------------------------------------------------- sequences
@@ -256,10 +292,12 @@ void initVision(const MiniGptModel &m, uint64_t seed) {
         }
     }
     const int cells = kCells;
-    at::Tensor pos = param(vp, "visual_encoder.pos_embed"); // [1, 1 + 9, W]
+    at::Tensor pos = param(vp, "visual_encoder.pos_embed"); // [1, 1 + g*g, W]
     at::Tensor qt = param(vp, "query_tokens");              // [1, 9, H]
+    const int g = m.config().vision.imageSize / m.config().vision.patchSize;
+    for (int p = 0; p < g * g; ++p) // every patch of cell j shares cell j's direction
+        pos[0][1 + p][(p / g * 3 / g) * 3 + p % g * 3 / g].add_(4.0);
     for (int j = 0; j < cells; ++j) {
-        pos[0][1 + j][j].add_(4.0);
         qt[0][j].mul_(0.1);
         qt[0][j][j].add_(1.0);
     }
@@ -412,8 +450,7 @@ Batch1 makeBatch1(const ModelConfig &cfg, uint64_t seed, int64_t step, int B) {
     std::vector<at::Tensor> px;
     for (int i = 0; i < B; ++i) {
         b.scenes.push_back(g.randomScene(1 + g.rng().below(4)));
-        const int u = g.rng().below(20);
-        px.push_back(pixelsOf(g.render(b.scenes.back(), u < 12 ? 96 : u < 17 ? 192 : 288), cfg));
+        px.push_back(pixelsOf(g.render(b.scenes.back(), g.randomShortSide()), cfg));
     }
     b.pixels = at::cat(px);
     return b;
@@ -440,7 +477,7 @@ Batch2 makeBatch2(const MiniGptModel &m, const std::vector<int32_t> &sepIds, uin
         // More questions about the same image while the sequence has room: the system prompt and
         // the image are paid for once for several answers (3x the answer tokens per step at 144
         // tokens), and later turns are trained as the app asks them.
-        for (int tries = 0; tries < 6 && int(q.ids.size()) < seqTokens; ++tries) {
+        for (int tries = 0; tries < 16 && int(q.ids.size()) < seqTokens; ++tries) {
             std::vector<QaTurn> turns = s.turns;
             if (!g.ask(s.scene, g.randomType(), turns)) continue;
             std::swap(s.turns, turns);
@@ -541,7 +578,7 @@ std::string probe(const MiniGptModel &m, const AuxHeads &aux, uint64_t seed, int
     std::vector<at::Tensor> px;
     for (int i = 0; i < n; ++i) {
         scenes.push_back(g.randomScene(1 + g.rng().below(4)));
-        px.push_back(pixelsOf(g.render(scenes.back(), i % 3 == 0 ? 192 : 96), m.config()));
+        px.push_back(pixelsOf(g.render(scenes.back(), g.randomShortSide()), m.config()));
     }
     VisionTrace tr;
     m.encodeImage(at::cat(px), &tr);
@@ -616,7 +653,7 @@ std::string alignLanguageStart(const MiniGptModel &m, uint64_t seed, int scenes)
     std::vector<at::Tensor> px, tg;
     for (int i = 0; i < scenes; ++i) {
         const Scene sc = g.randomScene(1 + g.rng().below(4));
-        px.push_back(pixelsOf(g.render(sc, i % 3 == 0 ? 192 : 96), m.config()));
+        px.push_back(pixelsOf(g.render(sc, g.randomShortSide()), m.config()));
         for (int c = 0; c < kCells; ++c) {
             const SceneObject *o = sc.at(c);
             tg.push_back(o ? words(std::string(sizeName(o->size)) + " " + colorName(o->color) + " " +
@@ -648,6 +685,19 @@ std::string alignLanguageStart(const MiniGptModel &m, uint64_t seed, int scenes)
     return buf;
 }
 
+void writePng(const RgbImage &im, const std::string &path) {
+#ifdef MGD_WITH_OPENCV
+    cv::Mat bgr(im.height, im.width, CV_8UC3);
+    for (int k = 0; k < im.width * im.height; ++k)
+        bgr.data[3 * k] = im.rgb[3 * k + 2], bgr.data[3 * k + 1] = im.rgb[3 * k + 1],
+                     bgr.data[3 * k + 2] = im.rgb[3 * k];
+    if (!cv::imwrite(path, bgr)) throw Error("cannot write '" + path + "'");
+#else
+    (void)im;
+    throw Error("cannot write '" + path + "': this build has no OpenCV");
+#endif
+}
+
 // The example images the app offers, each with a question of a different kind
 // (examples.json, read by the window's example gallery).
 void writeExamples(const std::string &dir, uint64_t seed) {
@@ -662,12 +712,8 @@ void writeExamples(const std::string &dir, uint64_t seed) {
         const RgbImage im = g.render(scene, 288);
         std::vector<QaTurn> turns;
         if (!g.ask(scene, kinds[i], turns)) g.ask(scene, QType::Describe, turns);
-        cv::Mat bgr(im.height, im.width, CV_8UC3);
-        for (int k = 0; k < im.width * im.height; ++k)
-            bgr.data[3 * k] = im.rgb[3 * k + 2], bgr.data[3 * k + 1] = im.rgb[3 * k + 1],
-                         bgr.data[3 * k + 2] = im.rgb[3 * k];
         const std::string name = "example" + std::to_string(i + 1) + ".png";
-        cv::imwrite(dir + "/" + name, bgr);
+        writePng(im, dir + "/" + name);
         list.push_back({{"image", name}, {"question", turns.front().question}});
     }
     std::ofstream(dir + "/examples.json") << list.dump(1) << "\n";
@@ -680,11 +726,11 @@ void writeExamples(const std::string &dir, uint64_t seed) {
 } // namespace
 
 // ---------------------------------------------------------------- public
-ModelConfig demoModelConfig(int vocabSize, int llmLayers) {
+ModelConfig demoModelConfig(int vocabSize, int llmLayers, int patchSize) {
     ModelConfig c;
     c.name = "minigpt-desk-demo";
     c.arch = Architecture::MiniGPT4;
-    c.vision = VisionConfig{96, 32, 128, 4, 4, 512, 1e-6, 1e-5};
+    c.vision = VisionConfig{96, patchSize, 128, 4, 4, 512, 1e-6, 1e-5};
     c.qformer = QFormerConfig{128, 2, 4, 512, 1e-12, 1, kCells};
     c.projIn = 128;
     c.llm.vocabSize = vocabSize;
@@ -778,34 +824,58 @@ EvalReport evaluateDemoModel(const std::string &modelDir, int questions, uint64_
     return r;
 }
 
-int trainDemo(const TrainOptions &o) {
-    if (o.out.empty()) throw Error("train-demo: --out DIR is required");
-    const auto wall0 = Clock::now();
-    at::set_num_threads(o.threads);
-    const std::string out = fs::absolute(o.out).string(), ck = out + "/ckpt", tokDir = ck + "/tokenizer";
-    fs::create_directories(ck);
-    const std::string tokenizer = tokDir + "/spm.model";
-    if (!fs::exists(tokenizer)) {
+namespace {
+
+// ---------------------------------------------------------------- the run, stage by stage
+// What a training run carries from one stage to the next.
+struct TrainRun {
+    explicit TrainRun(const TrainOptions &opts) : o(opts) {}
+    const TrainOptions &o;
+    std::string out, ck, tokenizer; // model folder, its checkpoints, the SentencePiece model
+    State st;
+    std::unique_ptr<MiniGptModel> model;
+    std::unique_ptr<AuxHeads> aux;
+    bool resumed = false, continuing = false;
+    std::vector<int32_t> sepIds; // "###"
+    double b1 = 0, b2 = 0;       // stage budgets, seconds
+};
+
+// Stage 0: the tokenizer, trained on the generated text unless the checkpoint has one.
+void prepareTokenizer(TrainRun &run) {
+    const TrainOptions &o = run.o;
+    run.out = fs::absolute(o.out).string();
+    run.ck = run.out + "/ckpt";
+    const std::string tokDir = run.ck + "/tokenizer";
+    fs::create_directories(run.ck);
+    run.tokenizer = tokDir + "/spm.model";
+    if (!fs::exists(run.tokenizer)) {
         std::printf("[tokenizer] training SentencePiece BPE (vocab %d) on generated text...\n", o.vocabSize);
         std::fflush(stdout);
         trainTokenizer(tokDir, demoModelConfig(o.vocabSize), o.seed, o.vocabSize);
     }
-    const int vocab = Tokenizer::fromFile(tokenizer).vocabSize();
+}
 
-    State st;
-    std::unique_ptr<MiniGptModel> model;
-    const bool resumed = loadState(ck, st);
+// A fresh model (with the vision half's initial values), or the checkpoint's; a finished run
+// again from stage 2 with --continue-stage2 / --restart-stage2.
+void prepareModel(TrainRun &run) {
+    const TrainOptions &o = run.o;
+    const std::string &ck = run.ck, &tokenizer = run.tokenizer;
+    State &st = run.st;
+    std::unique_ptr<MiniGptModel> &model = run.model;
+    const int vocab = Tokenizer::fromFile(tokenizer).vocabSize();
+    const bool resumed = run.resumed = loadState(ck, st);
     if (resumed) {
         model = MiniGptModel::load(ck + "/model");
         std::printf("[resume] stage %d, step %lld, %.0f s into the stage\n", st.stage, (long long)st.step,
                     st.seconds);
     } else {
-        writeRandomModel(ck + "/model", demoModelConfig(vocab, o.llmLayers), tokenizer, o.seed, 0.02);
+        writeRandomModel(ck + "/model", demoModelConfig(vocab, o.llmLayers, o.patchSize), tokenizer, o.seed,
+                         0.02);
         model = MiniGptModel::load(ck + "/model");
         initVision(*model, o.seed);
     }
     // Only a finished run: an interrupted continuation (stage 2, step > 0) resumes as usual.
-    const bool continuing = o.continueStage2 && resumed && st.stage == 3;
+    const bool continuing = run.continuing = o.continueStage2 && resumed && st.stage == 3;
     if (continuing) {
         // A second stage-2 schedule on the trained weights (fresh optimiser state).
         st.stage = 2;
@@ -834,9 +904,26 @@ int trainDemo(const TrainOptions &o) {
         st.adamT = 0;
         std::printf("[restart] stage 2 from a fresh projector + LLaMA (%d layers)\n", o.llmLayers);
     }
-    MiniGptModel &m = *model;
+    const ModelConfig &cfg = model->config();
+    run.aux = std::make_unique<AuxHeads>(cfg.qformer->hidden);
+    if (resumed && fs::exists(ck + "/aux.safetensors")) {
+        SafetensorsFile f(ck + "/aux.safetensors");
+        for (auto &[name, t] : run.aux->named())
+            if (f.contains(name)) t.copy_(f.load(name)); // older checkpoints lack the id head
+    }
+    run.sepIds = model->tokenizer().encode("###", false, false);
+    const double budget = o.minutes * 60;
+    run.b1 = budget * o.stage1Share;
+    run.b2 = budget - run.b1;
+}
+
+// The model's size, and a check that the stop string tokenizes apart from every answer.
+void describeRun(const TrainRun &run) {
+    const TrainOptions &o = run.o;
+    const MiniGptModel &m = *run.model;
     const ModelConfig &cfg = m.config();
-    const std::vector<int32_t> sepIds = m.tokenizer().encode("###", false, false);
+    const std::vector<int32_t> &sepIds = run.sepIds;
+    const int vocab = m.tokenizer().vocabSize();
     {
         int64_t n = 0;
         for (auto &p : m.stateDict()) n += p.second.numel();
@@ -863,179 +950,193 @@ int trainDemo(const TrainOptions &o) {
             "[data] mean sequence %.1f tokens; answers whose '###' merges with the text: %d of 300+\n",
             len / 300.0, bad);
     }
-    const double budget = o.minutes * 60, b1 = budget * o.stage1Share, b2 = budget - b1;
-    AuxHeads aux(cfg.qformer->hidden);
-    if (resumed && fs::exists(ck + "/aux.safetensors")) {
-        SafetensorsFile f(ck + "/aux.safetensors");
-        for (auto &[name, t] : aux.named())
-            if (f.contains(name)) t.copy_(f.load(name)); // older checkpoints lack the id head
-    }
-    const Named vision = m.visionParameters(), language = m.languageParameters();
+}
+
+// Stage 1: ViT + Q-Former with the auxiliary heads.
+void trainVision(TrainRun &run) {
+    const TrainOptions &o = run.o;
+    State &st = run.st;
+    MiniGptModel &m = *run.model;
+    const ModelConfig &cfg = m.config();
+    const bool resumed = run.resumed;
+    const std::string &ck = run.ck, &tokenizer = run.tokenizer;
+    AuxHeads &aux = *run.aux;
+    const Named vision = m.visionParameters();
     const int64_t W = cfg.vision.width;
-
-    // ---------------- stage 1: ViT + Q-Former with the auxiliary heads
-    if (st.stage == 1) {
-        AdamW opt;
-        for (auto &[n, t] : vision) opt.add(n, t.requires_grad_(true), 0.05);
-        for (auto &[n, t] : aux.named()) opt.add(n, t.requires_grad_(true), 0.05);
-        if (resumed && st.adamT > 0) {
-            opt.load(ck + "/adam.safetensors");
-            opt.t = st.adamT;
-        }
-        double lastCk = st.seconds, lastEval = st.seconds, lastLog = st.seconds, ema = -1;
-        std::future<Batch1> next;
-        std::printf("[stage 1] vision + Q-Former with auxiliary per-cell heads, %.1f min budget\n", b1 / 60);
-        while (st.seconds < b1) {
-            const auto t0 = Clock::now();
-            const double lr = cosineLr(o.lr1, st.seconds / b1, 0.05);
-            static double waitSeconds = 0;
-            if (!next.valid())
-                next = std::async(std::launch::async, makeBatch1, std::cref(cfg), o.seed, st.step, o.batch1);
-            Batch1 batch = next.get();
-            next = std::async(std::launch::async, makeBatch1, std::cref(cfg), o.seed, st.step + 1, o.batch1);
-            waitSeconds += secondsSince(t0);
-            const SceneTargets all = targetsOf(batch.scenes);
-            const int64_t B = batch.pixels.size(0);
-            const double l = dataParallel(o.workers, o.threads, [&](int i) {
-                const auto [lo, hi] = shardRows(i, o.workers, B);
-                const auto rows = [&](const at::Tensor &t) { return t.narrow(0, lo, hi - lo); };
-                VisionTrace tr;
-                m.encodeImage(rows(batch.pixels), &tr);
-                const SceneTargets t{rows(all.present), rows(all.shape), rows(all.color), rows(all.size),
-                                     rows(all.count)};
-                at::Tensor loss = auxLoss(auxForward(aux, tr.qformerOut), t) * (double(hi - lo) / double(B));
-                loss.backward();
-                return loss.item<double>();
-            });
-            for (auto &[n, t] : vision) // keep the ViT's k bias at zero (it is not a parameter)
-                if (endsWith(n, "attn.qkv_bias") && t.grad().defined())
-                    t.mutable_grad().narrow(0, W, W).zero_();
-            opt.clipGrads(1.0);
-            opt.step(lr);
-            ema = ema < 0 ? l : 0.95 * ema + 0.05 * l;
-            st.step++;
-            st.seconds += stepSeconds(secondsSince(t0), st);
-            if (st.seconds - lastLog >= 20 || st.seconds >= b1) {
-                lastLog = st.seconds;
-                std::printf(
-                    "[stage 1] %s %3.0f%% step %lld loss %.4f lr %.2e %.2f it/s (waiting for data %.0f%%)\n",
-                    bar(st.seconds / b1).c_str(), 100 * std::min(1.0, st.seconds / b1), (long long)st.step,
-                    ema, lr, st.step / st.seconds, 100 * waitSeconds / st.seconds);
-                std::fflush(stdout);
-            }
-            if (st.seconds - lastEval >= o.evalEverySeconds || st.seconds >= b1) {
-                lastEval = st.seconds;
-                std::printf("  [probe @ %.0f s] %s\n", st.seconds, probe(m, aux, o.seed, 384).c_str());
-                std::fflush(stdout);
-            }
-            if (st.seconds - lastCk >= o.checkpointEverySeconds) {
-                lastCk = st.seconds;
-                saveCheckpoint(ck, m, aux, opt, st, tokenizer);
-            }
-        }
-        if (next.valid()) next.wait();
-        st.stage1Seconds = st.seconds;
-        st.stage = 2;
-        st.step = 0;
-        st.seconds = 0;
-        opt.t = 0;
-        saveCheckpoint(ck, m, aux, AdamW{}, st, tokenizer);
-        std::printf("[stage 1] done in %.1f min\n", st.stage1Seconds / 60);
+    const double b1 = run.b1;
+    AdamW opt;
+    for (auto &[n, t] : vision) opt.add(n, t.requires_grad_(true), 0.05);
+    for (auto &[n, t] : aux.named()) opt.add(n, t.requires_grad_(true), 0.05);
+    if (resumed && st.adamT > 0) {
+        opt.load(ck + "/adam.safetensors");
+        opt.t = st.adamT;
     }
-    for (auto &[n, t] : vision) t.requires_grad_(false);
-    for (auto &[n, t] : aux.named()) t.requires_grad_(false);
-
-    // ---------------- stage 2: projector + LLM on the Q&A, vision frozen
-    if (st.stage == 2) {
-        AdamW opt;
-        for (auto &[n, t] : language) opt.add(n, t.requires_grad_(true), 0.05);
-        if (resumed && st.adamT > 0 && st.step > 0) {
-            opt.load(ck + "/adam.safetensors");
-            opt.t = st.adamT;
+    double lastCk = st.seconds, lastEval = st.seconds, lastLog = st.seconds, ema = -1;
+    std::future<Batch1> next;
+    std::printf("[stage 1] vision + Q-Former with auxiliary per-cell heads, %.1f min budget\n", b1 / 60);
+    while (st.seconds < b1) {
+        const auto t0 = Clock::now();
+        const double lr = cosineLr(o.lr1, st.seconds / b1, 0.05);
+        static double waitSeconds = 0;
+        if (!next.valid())
+            next = std::async(std::launch::async, makeBatch1, std::cref(cfg), o.seed, st.step, o.batch1);
+        Batch1 batch = next.get();
+        next = std::async(std::launch::async, makeBatch1, std::cref(cfg), o.seed, st.step + 1, o.batch1);
+        waitSeconds += secondsSince(t0);
+        const SceneTargets all = targetsOf(batch.scenes);
+        const int64_t B = batch.pixels.size(0);
+        const double l = dataParallel(o.workers, o.threads, [&](int i) {
+            const auto [lo, hi] = shardRows(i, o.workers, B);
+            const auto rows = [&](const at::Tensor &t) { return t.narrow(0, lo, hi - lo); };
+            VisionTrace tr;
+            m.encodeImage(rows(batch.pixels), &tr);
+            const SceneTargets t{rows(all.present), rows(all.shape), rows(all.color), rows(all.size),
+                                 rows(all.count)};
+            at::Tensor loss = auxLoss(auxForward(aux, tr.qformerOut), t) * (double(hi - lo) / double(B));
+            loss.backward();
+            return loss.item<double>();
+        });
+        for (auto &[n, t] : vision) // keep the ViT's k bias at zero (it is not a parameter)
+            if (endsWith(n, "attn.qkv_bias") && t.grad().defined()) t.mutable_grad().narrow(0, W, W).zero_();
+        opt.clipGrads(1.0);
+        opt.step(lr);
+        ema = ema < 0 ? l : 0.95 * ema + 0.05 * l;
+        st.step++;
+        st.seconds += stepSeconds(secondsSince(t0), st);
+        if (st.seconds - lastLog >= 20 || st.seconds >= b1) {
+            lastLog = st.seconds;
+            std::printf(
+                "[stage 1] %s %3.0f%% step %lld loss %.4f lr %.2e %.2f it/s (waiting for data %.0f%%)\n",
+                bar(st.seconds / b1).c_str(), 100 * std::min(1.0, st.seconds / b1), (long long)st.step, ema,
+                lr, st.step / st.seconds, 100 * waitSeconds / st.seconds);
+            std::fflush(stdout);
         }
-        double lastCk = st.seconds, lastEval = st.seconds, lastLog = st.seconds, ema = -1;
-        std::future<Batch2> next;
-        if (st.step == 0 && !continuing && o.llmInit == "xavier") initLanguage(m, o.seed);
-        if (st.step == 0 && !continuing && o.alignStart)
-            std::printf("[stage 2] %s\n", alignLanguageStart(m, o.seed, 600).c_str());
-        std::printf("[stage 2] projector + LLaMA on Q&A (vision frozen), %.1f min budget\n", b2 / 60);
-        const int64_t D = cfg.llm.hidden;
-        const auto packNow = [&] { return st.seconds >= o.packFrom * b2 ? o.seqTokens : 0; };
-        double waitSeconds = 0, dataSeconds = 0; // this session's
-        const int64_t step0 = st.step;
-        while (st.seconds < b2) {
-            const auto t0 = Clock::now();
-            const double lr = cosineLr(o.lr2, st.seconds / b2, 0.03);
-            if (!next.valid())
-                next = std::async(std::launch::async, makeBatch2, std::cref(m), std::cref(sepIds), o.seed,
-                                  st.step, o.batch2, packNow(), o.lossPerAnswer);
-            Batch2 batch = next.get();
+        if (st.seconds - lastEval >= o.evalEverySeconds || st.seconds >= b1) {
+            lastEval = st.seconds;
+            std::printf("  [probe @ %.0f s] %s\n", st.seconds, probe(m, aux, o.seed, 384).c_str());
+            std::fflush(stdout);
+        }
+        if (st.seconds - lastCk >= o.checkpointEverySeconds) {
+            lastCk = st.seconds;
+            saveCheckpoint(ck, m, aux, opt, st, tokenizer);
+        }
+    }
+    if (next.valid()) next.wait();
+    st.stage1Seconds = st.seconds;
+    st.stage = 2;
+    st.step = 0;
+    st.seconds = 0;
+    opt.t = 0;
+    saveCheckpoint(ck, m, aux, AdamW{}, st, tokenizer);
+    std::printf("[stage 1] done in %.1f min\n", st.stage1Seconds / 60);
+}
+
+// Stage 2: projector + LLaMA on the Q&A, vision frozen.
+void trainLanguage(TrainRun &run) {
+    const TrainOptions &o = run.o;
+    State &st = run.st;
+    MiniGptModel &m = *run.model;
+    const ModelConfig &cfg = m.config();
+    const std::string &ck = run.ck, &tokenizer = run.tokenizer;
+    AuxHeads &aux = *run.aux;
+    const Named language = m.languageParameters();
+    const std::vector<int32_t> &sepIds = run.sepIds;
+    const bool resumed = run.resumed, continuing = run.continuing;
+    const double b2 = run.b2;
+    AdamW opt;
+    for (auto &[n, t] : language) opt.add(n, t.requires_grad_(true), 0.05);
+    if (resumed && st.adamT > 0 && st.step > 0) {
+        opt.load(ck + "/adam.safetensors");
+        opt.t = st.adamT;
+    }
+    double lastCk = st.seconds, lastEval = st.seconds, lastLog = st.seconds, ema = -1;
+    std::future<Batch2> next;
+    if (st.step == 0 && !continuing && o.llmInit == "xavier") initLanguage(m, o.seed);
+    if (st.step == 0 && !continuing && o.alignStart)
+        std::printf("[stage 2] %s\n", alignLanguageStart(m, o.seed, 600).c_str());
+    std::printf("[stage 2] projector + LLaMA on Q&A (vision frozen), %.1f min budget\n", b2 / 60);
+    const int64_t D = cfg.llm.hidden;
+    const auto packNow = [&] { return st.seconds >= o.packFrom * b2 ? o.seqTokens : 0; };
+    double waitSeconds = 0, dataSeconds = 0; // this session's
+    const int64_t step0 = st.step;
+    while (st.seconds < b2) {
+        const auto t0 = Clock::now();
+        const double lr = cosineLr(o.lr2, st.seconds / b2, 0.03);
+        if (!next.valid())
             next = std::async(std::launch::async, makeBatch2, std::cref(m), std::cref(sepIds), o.seed,
-                              st.step + 1, o.batch2, packNow(), o.lossPerAnswer);
-            waitSeconds += secondsSince(t0);
-            dataSeconds += batch.seconds;
-            const int64_t B = batch.ids.size(0), P = batch.shared, n = batch.ids.size(1) - P;
-            if (st.step == 0)
-                std::printf("[stage 2] %lld of %lld positions shared by the batch (run once)\n", (long long)P,
-                            (long long)batch.ids.size(1));
-            const double l = dataParallel(o.workers, o.threads, [&](int i) {
-                const auto [lo, hi] = shardRows(i, o.workers, B);
-                const auto rows = [&](const at::Tensor &t) { return t.narrow(0, lo, hi - lo); };
-                const at::Tensor ids = rows(batch.ids);
-                at::Tensor imgTok = m.encodeImage(rows(batch.pixels)); // [b, 9, D]; grad only via llama_proj
-                at::Tensor emb = m.llm().embed(ids.reshape({-1})).reshape({ids.size(0), ids.size(1), D});
-                emb = emb.masked_scatter(rows(batch.img).unsqueeze(-1), imgTok.contiguous());
-                at::Tensor logits = m.llm().forwardTrain(emb, P); // positions P.. only
-                at::Tensor tok = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}),
-                                                        rows(batch.tgt).narrow(1, P, n).reshape({-1}), {},
-                                                        at::Reduction::None, -100, 0.0);
-                at::Tensor loss = (tok * rows(batch.weight).narrow(1, P, n).reshape({-1})).sum() / batch.norm;
-                loss.backward();
-                return loss.item<double>();
-            });
-            opt.clipGrads(1.0);
-            opt.step(lr);
-            ema = ema < 0 ? l : 0.98 * ema + 0.02 * l;
-            st.step++;
-            st.seconds += stepSeconds(secondsSince(t0), st);
-            if (st.seconds - lastLog >= 20 || st.seconds >= b2) {
-                lastLog = st.seconds;
-                std::printf("[stage 2] %s %3.0f%% step %lld loss %.4f lr %.2e %.2f it/s (data %.0f ms/batch, "
-                            "waiting %.0f ms/step)\n",
-                            bar(st.seconds / b2).c_str(), 100 * std::min(1.0, st.seconds / b2),
-                            (long long)st.step, ema, lr, st.step / st.seconds,
-                            1000 * dataSeconds / double(st.step - step0),
-                            1000 * waitSeconds / double(st.step - step0));
-                std::fflush(stdout);
-            }
-            const bool ckNow = st.seconds - lastCk >= o.checkpointEverySeconds;
-            const bool evalNow = st.seconds - lastEval >= o.evalEverySeconds;
-            if (ckNow || evalNow) {
-                lastCk = st.seconds;
-                st.adamT = opt.t;
-                saveCheckpoint(ck, m, aux, opt, st, tokenizer);
-            }
-            if (evalNow) {
-                lastEval = st.seconds;
-                const auto te = Clock::now();
-                const EvalReport r = evaluateDemoModel(ck + "/model", o.evalQuestions, o.seed + 7, o.threads);
-                std::printf("  [eval @ %.0f s, %d questions, %.0f s] overall %.1f%%:", st.seconds,
-                            r.allTotal(), secondsSince(te), 100 * r.overall());
-                for (int t = 0; t < kTypes; ++t)
-                    std::printf(" %s %.0f%%", typeName(QType(t)), 100 * r.accuracy(t));
-                std::printf("\n");
-                std::fflush(stdout);
-                at::set_num_threads(o.threads);
-            }
+                              st.step, o.batch2, packNow(), o.lossPerAnswer);
+        Batch2 batch = next.get();
+        next = std::async(std::launch::async, makeBatch2, std::cref(m), std::cref(sepIds), o.seed,
+                          st.step + 1, o.batch2, packNow(), o.lossPerAnswer);
+        waitSeconds += secondsSince(t0);
+        dataSeconds += batch.seconds;
+        const int64_t B = batch.ids.size(0), P = batch.shared, n = batch.ids.size(1) - P;
+        if (st.step == 0)
+            std::printf("[stage 2] %lld of %lld positions shared by the batch (run once)\n", (long long)P,
+                        (long long)batch.ids.size(1));
+        const double l = dataParallel(o.workers, o.threads, [&](int i) {
+            const auto [lo, hi] = shardRows(i, o.workers, B);
+            const auto rows = [&](const at::Tensor &t) { return t.narrow(0, lo, hi - lo); };
+            const at::Tensor ids = rows(batch.ids);
+            at::Tensor imgTok = m.encodeImage(rows(batch.pixels)); // [b, 9, D]; grad only via llama_proj
+            at::Tensor emb = m.llm().embed(ids.reshape({-1})).reshape({ids.size(0), ids.size(1), D});
+            emb = emb.masked_scatter(rows(batch.img).unsqueeze(-1), imgTok.contiguous());
+            at::Tensor logits = m.llm().forwardTrain(emb, P); // positions P.. only
+            at::Tensor tok = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}),
+                                                    rows(batch.tgt).narrow(1, P, n).reshape({-1}), {},
+                                                    at::Reduction::None, -100, 0.0);
+            at::Tensor loss = (tok * rows(batch.weight).narrow(1, P, n).reshape({-1})).sum() / batch.norm;
+            loss.backward();
+            return loss.item<double>();
+        });
+        opt.clipGrads(1.0);
+        opt.step(lr);
+        ema = ema < 0 ? l : 0.98 * ema + 0.02 * l;
+        st.step++;
+        st.seconds += stepSeconds(secondsSince(t0), st);
+        if (st.seconds - lastLog >= 20 || st.seconds >= b2) {
+            lastLog = st.seconds;
+            std::printf("[stage 2] %s %3.0f%% step %lld loss %.4f lr %.2e %.2f it/s (data %.0f ms/batch, "
+                        "waiting %.0f ms/step)\n",
+                        bar(st.seconds / b2).c_str(), 100 * std::min(1.0, st.seconds / b2),
+                        (long long)st.step, ema, lr, st.step / st.seconds,
+                        1000 * dataSeconds / double(st.step - step0),
+                        1000 * waitSeconds / double(st.step - step0));
+            std::fflush(stdout);
         }
-        if (next.valid()) next.wait();
-        st.stage2Seconds = st.seconds;
-        st.stage = 3;
-        saveCheckpoint(ck, m, aux, opt, st, tokenizer);
-        std::printf("[stage 2] done in %.1f min\n", st.stage2Seconds / 60);
+        const bool ckNow = st.seconds - lastCk >= o.checkpointEverySeconds;
+        const bool evalNow = st.seconds - lastEval >= o.evalEverySeconds;
+        if (ckNow || evalNow) {
+            lastCk = st.seconds;
+            st.adamT = opt.t;
+            saveCheckpoint(ck, m, aux, opt, st, tokenizer);
+        }
+        if (evalNow) {
+            lastEval = st.seconds;
+            const auto te = Clock::now();
+            const EvalReport r = evaluateDemoModel(ck + "/model", o.evalQuestions, o.seed + 7, o.threads);
+            std::printf("  [eval @ %.0f s, %d questions, %.0f s] overall %.1f%%:", st.seconds, r.allTotal(),
+                        secondsSince(te), 100 * r.overall());
+            for (int t = 0; t < kTypes; ++t)
+                std::printf(" %s %.0f%%", typeName(QType(t)), 100 * r.accuracy(t));
+            std::printf("\n");
+            std::fflush(stdout);
+            at::set_num_threads(o.threads);
+        }
     }
+    if (next.valid()) next.wait();
+    st.stage2Seconds = st.seconds;
+    st.stage = 3;
+    saveCheckpoint(ck, m, aux, opt, st, tokenizer);
+    std::printf("[stage 2] done in %.1f min\n", st.stage2Seconds / 60);
+}
 
-    // ---------------- the model folder, examples, final evaluation
+// The model folder, the example pictures, and an evaluation on held-out questions.
+void finishModel(const TrainRun &run, Clock::time_point wall0) {
+    const TrainOptions &o = run.o;
+    const State &st = run.st;
+    MiniGptModel &m = *run.model;
+    const std::string &out = run.out, &tokenizer = run.tokenizer;
     saveModelFolder(m, out, tokenizer);
     // Once per model folder: a continuation (another --seed) keeps the examples it shipped with.
     if (!fs::exists(out + "/examples/examples.json")) writeExamples(out + "/examples", o.seed);
@@ -1043,96 +1144,38 @@ int trainDemo(const TrainOptions &o) {
                 st.stage1Seconds / 60, st.stage2Seconds / 60, secondsSince(wall0) / 60);
     const EvalReport r = evaluateDemoModel(out, 350, o.seed + 11, o.threads);
     std::printf("[final eval] %d held-out questions:\n%s", r.allTotal(), r.table().c_str());
-    return 0;
-}
-
-// ---------------------------------------------------------------- CLI
-namespace {
-
-struct Args {
-    std::map<std::string, std::string> kv;
-    std::string get(const std::string &k, const std::string &def) const {
-        auto it = kv.find(k);
-        return it == kv.end() ? def : it->second;
-    }
-    double num(const std::string &k, double def) const {
-        auto it = kv.find(k);
-        if (it == kv.end()) return def;
-        try {
-            return std::stod(it->second);
-        } catch (const std::exception &) {
-            throw Error("option " + k + ": '" + it->second + "' is not a number");
-        }
-    }
-};
-
-Args parseArgs(int argc, char **argv, const std::vector<std::string> &known,
-               const std::vector<std::string> &flags) {
-    Args a;
-    for (int i = 2; i < argc; ++i) {
-        const std::string k = argv[i];
-        if (std::find(flags.begin(), flags.end(), k) != flags.end()) {
-            a.kv[k] = "1";
-            continue;
-        }
-        if (std::find(known.begin(), known.end(), k) == known.end()) throw Error("unknown option " + k);
-        if (i + 1 >= argc) throw Error("option " + k + " needs a value");
-        a.kv[k] = argv[++i];
-    }
-    return a;
 }
 
 } // namespace
 
-int trainDemoMain(int argc, char **argv) {
-    const Args a = parseArgs(argc, argv,
-                             {"--out", "--seed", "--minutes", "--stage1-share", "--eval-every", "--threads",
-                              "--vocab", "--lr1", "--lr2", "--batch1", "--batch2", "--seq-tokens",
-                              "--workers", "--llm-init", "--llm-layers", "--pack-from", "--loss"},
-                             {"--restart-stage2", "--continue-stage2", "--no-align"});
-    TrainOptions o;
-    o.out = a.get("--out", "");
-    o.seed = uint64_t(a.num("--seed", 1));
-    o.minutes = a.num("--minutes", o.minutes);
-    o.stage1Share = a.num("--stage1-share", o.stage1Share);
-    o.evalEverySeconds = a.num("--eval-every", o.evalEverySeconds);
-    o.threads = std::max(1, int(a.num("--threads", 1)));
-    o.vocabSize = int(a.num("--vocab", o.vocabSize));
-    o.lr1 = a.num("--lr1", o.lr1);
-    o.lr2 = a.num("--lr2", o.lr2);
-    o.batch1 = std::max(1, int(a.num("--batch1", o.batch1)));
-    o.batch2 = std::max(1, int(a.num("--batch2", o.batch2)));
-    o.seqTokens = std::max(0, int(a.num("--seq-tokens", o.seqTokens)));
-    o.packFrom = std::clamp(a.num("--pack-from", o.packFrom), 0.0, 1.0);
-    const std::string loss = a.get("--loss", o.lossPerAnswer ? "answer" : "token");
-    if (loss != "answer" && loss != "token") throw Error("--loss: answer or token");
-    o.lossPerAnswer = loss == "answer";
-    o.restartStage2 = a.kv.count("--restart-stage2") > 0;
-    o.continueStage2 = a.kv.count("--continue-stage2") > 0;
-    o.alignStart = a.kv.count("--no-align") == 0;
-    o.llmInit = a.get("--llm-init", o.llmInit);
-    o.llmLayers = std::clamp(int(a.num("--llm-layers", o.llmLayers)), 1, 32);
-    if (o.llmInit != "xavier" && o.llmInit != "gpt") throw Error("--llm-init: xavier or gpt");
-    o.workers = std::clamp(int(a.num("--workers", o.workers)), 1, 64);
-    return trainDemo(o);
+int trainDemo(const TrainOptions &o) {
+    if (o.out.empty()) throw Error("train-demo: --out DIR is required");
+    const auto wall0 = Clock::now();
+    at::set_num_threads(o.threads);
+    TrainRun run(o);
+    prepareTokenizer(run);
+    prepareModel(run);
+    describeRun(run);
+    if (run.st.stage == 1) trainVision(run);
+    for (auto &[n, t] : run.model->visionParameters()) t.requires_grad_(false);
+    for (auto &[n, t] : run.aux->named()) t.requires_grad_(false);
+    if (run.st.stage == 2) trainLanguage(run);
+    finishModel(run, wall0);
+    return 0;
 }
 
-int evalDemoMain(int argc, char **argv) {
-    const Args a = parseArgs(
-        argc, argv, {"--model", "--questions", "--seed", "--threads", "--show-errors", "--later", "--dtype"},
-        {});
-    const std::string model = a.get("--model", "");
-    if (model.empty()) throw Error("eval-demo: --model DIR is required");
-    const auto t0 = Clock::now();
-    const EvalReport r = evaluateDemoModel(
-        model, int(a.num("--questions", 500)), uint64_t(a.num("--seed", 12345)),
-        std::max(1, int(a.num("--threads", 1))), std::max(0, int(a.num("--later", 0))), a.get("--dtype", ""));
-    std::printf("eval-demo: %s, %d held-out questions (seed %s), greedy, exact match, %.1f s\n",
-                model.c_str(), r.allTotal(), a.get("--seed", "12345").c_str(), secondsSince(t0));
-    std::printf("%s", r.table().c_str());
-    const int show = int(a.num("--show-errors", 10));
-    for (int i = 0; i < show && i < int(r.errors.size()); ++i) std::printf("  ERR %s\n", r.errors[i].c_str());
-    return 0;
+void writeDemoSamples(const std::string &out, int count, uint64_t seed) {
+    fs::create_directories(out);
+    DemoGenerator g(seed);
+    std::ofstream list(out + "/samples.txt");
+    for (int i = 0; i < count; ++i) {
+        const DemoSample s = g.sample(g.randomType());
+        const std::string name = "sample" + std::to_string(i + 1) + ".png";
+        writePng(s.image, out + "/" + name);
+        list << name << " (" << s.image.width << "x" << s.image.height << "): " << sceneText(s.scene) << "\n";
+        for (const auto &t : s.turns) list << "  Q: " << t.question << "\n  A: " << t.answer << "\n";
+    }
+    if (!list) throw Error("cannot write '" + out + "/samples.txt'");
 }
 
 } // namespace mgd::demo

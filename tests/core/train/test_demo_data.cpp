@@ -21,21 +21,39 @@ bool contains(const std::string &s, const std::string &part) {
     return s.find(part) != std::string::npos;
 }
 
-// The pixel at a cell's centre lies inside every shape (all are star-convex about it).
-void checkPixels(const DemoSample &s) {
-    static const int rgb[kColors][3] = {{220, 30, 30}, {30, 170, 50},  {30, 70, 230},   {245, 225, 20},
-                                        {255, 140, 0}, {140, 40, 190}, {250, 250, 250}, {10, 10, 10}};
-    const int n = s.image.width;
-    for (const auto &o : s.scene.objects) {
-        const int x = int((o.cell % 3 + 0.5) * n / 3), y = int((o.cell / 3 + 0.5) * n / 3);
-        const uint8_t *p = &s.image.rgb[(size_t(y) * n + x) * 3];
-        for (int c = 0; c < 3; ++c)
-            QVERIFY2(std::abs(int(p[c]) - rgb[o.color][c]) <= 45,
-                     qPrintable(QString("%1 at cell %2: channel %3 is %4")
-                                    .arg(name(o).c_str())
-                                    .arg(o.cell)
-                                    .arg(c)
-                                    .arg(p[c])));
+// The layout keeps every answer unambiguous: centres inside their cells and a fifth of a cell
+// from its borders, sizes in their classes' ranges, no shape overlapping another; and each
+// shape is drawn in its colour (some pixels inside its bounding circle are one of its shades).
+void checkLayoutAndPixels(const DemoSample &s) {
+    const Scene &sc = s.scene;
+    QVERIFY(sc.aspect >= 0.5 - 1e-9 && sc.aspect <= 2 + 1e-9);
+    const int w = s.image.width, h = s.image.height;
+    QVERIFY2(std::abs(double(w) / h - sc.aspect) < 0.02, qPrintable(QString("%1x%2").arg(w).arg(h)));
+    const double W = std::max(1.0, sc.aspect), H = std::max(1.0, 1.0 / sc.aspect);
+    for (size_t i = 0; i < sc.objects.size(); ++i) {
+        const SceneObject &o = sc.objects[i];
+        const double fx = o.x * 3 - o.cell % 3, fy = o.y * 3 - o.cell / 3; // position inside the cell
+        QVERIFY2(fx >= 0.2 - 1e-9 && fx <= 0.8 + 1e-9 && fy >= 0.2 - 1e-9 && fy <= 0.8 + 1e-9,
+                 name(o).c_str());
+        if (o.size == 0)
+            QVERIFY(o.diameter >= 0.06 - 1e-9 && o.diameter <= 0.20 + 1e-9);
+        else
+            QVERIFY(o.diameter >= 0.28 - 1e-9 && o.diameter <= 0.90 + 1e-9);
+        for (size_t j = 0; j < i; ++j) {
+            const SceneObject &p = sc.objects[j];
+            const double d = std::hypot((o.x - p.x) * W, (o.y - p.y) * H);
+            QVERIFY2((o.diameter + p.diameter) / 2 <= d,
+                     qPrintable(QString("overlap %1 %2").arg(o.cell).arg(p.cell)));
+        }
+        const double S = std::min(w, h), cx = o.x * w, cy = o.y * h, R = o.diameter / 2 * S;
+        int hits = 0;
+        for (int y = std::max(0, int(cy - R)); y < std::min(h, int(cy + R) + 1); ++y)
+            for (int x = std::max(0, int(cx - R)); x < std::min(w, int(cx + R) + 1); ++x)
+                if (std::hypot(x - cx, y - cy) <= R)
+                    hits += isShadeOf(o.color, &s.image.rgb[(size_t(y) * w + x) * 3], 70);
+        QVERIFY2(
+            hits >= 2,
+            qPrintable(QString("%1 at cell %2: no pixel of its colour").arg(name(o).c_str()).arg(o.cell)));
     }
 }
 
@@ -62,13 +80,14 @@ private slots:
     void answersAgreeWithTheScene() {
         DemoGenerator g(7);
         std::set<std::string> questions;
+        int plurals = 0;
         for (int i = 0; i < 700; ++i) {
             const QType t = QType(i % kTypes);
             const DemoSample s = g.sample(t, i % 2 ? 96 : 192);
             const auto &objs = s.scene.objects;
             QVERIFY(!objs.empty() && objs.size() <= 4);
             QCOMPARE(s.turns.size(), size_t(t == QType::FollowUp ? 2 : 1));
-            checkPixels(s);
+            checkLayoutAndPixels(s);
             const std::string &q = s.turns[0].question, &a = s.turns[0].answer;
             questions.insert(q);
             switch (t) {
@@ -142,7 +161,24 @@ private slots:
                         }
                     }
                 if (t == QType::Position) QVERIFY2(named == 1, (q + " -> " + a).c_str());
-                if (t == QType::Color) {
+                if (t == QType::Color && a.rfind("They are ", 0) == 0) {
+                    // "What color are the squares?": every colour of that shape, once, in reading order.
+                    int sh = -1;
+                    for (int k = 0; k < kShapes; ++k)
+                        if (contains(q, std::string(shapePlural(k)) + "?")) sh = k;
+                    QVERIFY2(sh >= 0, q.c_str());
+                    std::vector<std::string> cs;
+                    for (const auto &o : objs)
+                        if (o.shape == sh && std::find(cs.begin(), cs.end(), colorName(o.color)) == cs.end())
+                            cs.push_back(colorName(o.color));
+                    QVERIFY(std::count_if(objs.begin(), objs.end(), [&](auto &o) { return o.shape == sh; }) >
+                            1);
+                    std::string list;
+                    for (size_t k = 0; k < cs.size(); ++k)
+                        list += (k == 0 ? "" : k + 1 == cs.size() ? " and " : ", ") + cs[k];
+                    QCOMPARE(a, "They are " + list + ".");
+                    ++plurals;
+                } else if (t == QType::Color) {
                     bool ok = false;
                     for (const auto &o : objs)
                         ok = ok || a == std::string("It is ") + colorName(o.color) + ".";
@@ -153,6 +189,31 @@ private slots:
             }
         }
         QVERIFY(questions.size() > 60); // natural variety
+        QVERIFY(plurals > 3);
+    }
+
+    // One distribution wide enough for what people draw (issue 12): canvases from 1:2 to 2:1,
+    // shapes from ~6% to ~90% of the shorter side, white and black canvases among the others.
+    void coversWhatPeopleDraw() {
+        DemoGenerator g(11);
+        double minD = 1, maxD = 0, minA = 9, maxA = 0;
+        int white = 0, black = 0, n = 400;
+        for (int i = 0; i < n; ++i) {
+            const DemoSample s = g.sample(QType(i % kTypes));
+            minA = std::min(minA, s.scene.aspect);
+            maxA = std::max(maxA, s.scene.aspect);
+            for (const auto &o : s.scene.objects) {
+                minD = std::min(minD, o.diameter);
+                maxD = std::max(maxD, o.diameter);
+            }
+            const uint8_t *p = s.image.rgb.data(); // the top left corner: never inside a shape
+            white += p[0] > 225 && p[1] > 225 && p[2] > 225;
+            black += p[0] < 45 && p[1] < 45 && p[2] < 45;
+        }
+        QVERIFY2(minA < 0.56 && maxA > 1.8, qPrintable(QString("aspect %1..%2").arg(minA).arg(maxA)));
+        QVERIFY2(minD < 0.08 && maxD > 0.8, qPrintable(QString("diameter %1..%2").arg(minD).arg(maxD)));
+        QVERIFY2(white > n / 6 && black > n / 30,
+                 qPrintable(QString("white %1 black %2").arg(white).arg(black)));
     }
 
     // The trainer packs several questions about one image into a sequence through ask().
