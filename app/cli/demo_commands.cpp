@@ -55,6 +55,8 @@ int cmdTrainDemo(int argc, char **argv) {
             o.workers = std::clamp(c.integer(), 1, 64);
         else if (c.is("--llm-init"))
             o.llmInit = c.value();
+        else if (c.is("--curriculum"))
+            o.curriculum = std::max(0.0, c.number());
         else if (c.is("--patch"))
             o.patchSize = c.integer();
         else if (c.is("--llm-layers"))

@@ -147,9 +147,11 @@ double DemoRng::normal() { // Box-Muller
 Scene DemoGenerator::randomScene(int count, double aspect) {
     DemoRng &r = rng_;
     Scene s;
-    s.aspect = aspect > 0        ? aspect
-               : r.below(3) == 0 ? 1.0
-                                 : std::exp(r.uniform(std::log(0.5), std::log(2.0)));
+    // Difficulty widens the aspect ratios (to 1:2..2:1) and how far from its cell's centre a
+    // shape may sit (to a fifth of the cell from its borders).
+    const double spread = std::log(1.2) + (std::log(2.0) - std::log(1.2)) * difficulty_;
+    const double jitter = 0.05 + 0.25 * difficulty_;
+    s.aspect = aspect > 0 ? aspect : r.below(3) == 0 ? 1.0 : std::exp(r.uniform(-spread, spread));
     // Units of the shorter side: the canvas is W x H with min(W, H) = 1.
     const double W = std::max(1.0, s.aspect), H = std::max(1.0, 1.0 / s.aspect);
     for (int tries = 0;; ++tries) {
@@ -161,8 +163,8 @@ Scene DemoGenerator::randomScene(int count, double aspect) {
             SceneObject o{r.below(kShapes), r.below(kColors), 0, cells[i]};
             // The centre stays a fifth of a cell away from the cell's borders: the answer to
             // "where" is never a coin toss.
-            o.x = (cells[i] % 3 + 0.5 + r.uniform(-0.3, 0.3)) / 3;
-            o.y = (cells[i] / 3 + 0.5 + r.uniform(-0.3, 0.3)) / 3;
+            o.x = (cells[i] % 3 + 0.5 + r.uniform(-jitter, jitter)) / 3;
+            o.y = (cells[i] / 3 + 0.5 + r.uniform(-jitter, jitter)) / 3;
             s.objects.push_back(o);
         }
         // Sizes in a random order (so that no cell is favoured for large ones): as large as
@@ -180,12 +182,14 @@ Scene DemoGenerator::randomScene(int count, double aspect) {
                 maxR = std::min(maxR, 0.9 * std::hypot(cx - p.x * W, cy - p.y * H) - p.diameter / 2);
             }
             const double maxD = 2 * maxR;
+            // The extremes (6%, 90%) come in as difficulty rises.
+            const double largest = 0.5 + 0.4 * difficulty_, smallest = 0.12 - 0.06 * difficulty_;
             if (r.uniform() < 0.6 && maxD >= 0.30) {
                 o.size = 1;
-                o.diameter = r.uniform(0.28, std::min(0.90, maxD));
-            } else if (maxD >= 0.07) { // people rarely draw at 6%: weighted towards 20%
+                o.diameter = r.uniform(0.28, std::min(largest, maxD));
+            } else if (maxD >= smallest + 0.01) { // people rarely draw at 6%: weighted towards 20%
                 o.size = 0;
-                o.diameter = 0.06 + (std::min(0.20, maxD) - 0.06) * std::sqrt(r.uniform());
+                o.diameter = smallest + (std::min(0.20, maxD) - smallest) * std::sqrt(r.uniform());
             } else {
                 ok = false;
             }
@@ -349,10 +353,11 @@ RgbImage DemoGenerator::render(const Scene &scene, int shortSide) {
     cv::Mat img = background(r, W, H, colors);
     // One style per picture, as one person draws it with one tool.
     const int lineType = r.below(10) < 7 ? cv::LINE_AA : cv::LINE_8;
-    const double wobble = r.below(10) < 3 ? r.uniform(0.015, 0.05) : 0.0;
-    const bool outlines = r.below(10) < 3, mixed = r.below(4) == 0;
+    const double d = difficulty_;
+    const double wobble = r.uniform() < 0.3 * d ? r.uniform(0.015, 0.05) : 0.0;
+    const bool outlines = r.uniform() < 0.3 * d, mixed = r.uniform() < 0.25 * d;
     const double stroke = r.uniform(0.018, 0.05) * S, minStroke = 1.8 * S / 96.0;
-    const bool upright = r.below(10) < 6;
+    const bool upright = r.uniform() >= 0.4 * d;
     constexpr int shift = 4;
     const double scale = 1 << shift;
     for (size_t i = 0; i < scene.objects.size(); ++i) {

@@ -3,6 +3,7 @@
 // 8 colours, 2 sizes) whose centres lie in distinct cells of a 3x3 grid, drawn with OpenCV the
 // many ways people draw them (any canvas from 1:2 to 2:1, any background, 6-90% of the shorter
 // side, filled or outlined, hand-drawn wobble, rotated); deterministic by seed.
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -82,9 +83,14 @@ public:
     // Training mix (describe and follow-ups weigh more: longer answers).
     QType randomType();
     DemoRng &rng() { return rng_; }
+    // 1: the whole distribution. Lower: fewer of its hard cases (any rotation, outlines, wobble,
+    // the extreme sizes), for a curriculum: a ViT that meets them all at once never learns
+    // shape (measured: 0.31 after 400 s, chance 0.25).
+    void setDifficulty(double d) { difficulty_ = std::clamp(d, 0.0, 1.0); }
 
 private:
     DemoRng rng_;
+    double difficulty_ = 1;
 };
 
 } // namespace mgd::demo

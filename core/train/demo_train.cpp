@@ -297,6 +297,18 @@ void initVision(const MiniGptModel &m, uint64_t seed) {
     const int g = m.config().vision.imageSize / m.config().vision.patchSize;
     for (int p = 0; p < g * g; ++p) // every patch of cell j shares cell j's direction
         pos[0][1 + p][(p / g * 3 / g) * 3 + p % g * 3 / g].add_(4.0);
+    // And 2D sine-cosine position codes (as MAE's ViTs start) in the other dimensions: patches
+    // start out knowing which are neighbours, so attention can compose a shape from its parts.
+    const int64_t Wd = pos.size(2), first = 16, quarter = (Wd - first) / 4;
+    for (int p = 0; p < g * g; ++p)
+        for (int64_t k = 0; k < quarter; ++k) {
+            const double w = 1.0 / std::pow(100.0, double(k) / double(quarter));
+            const double row = p / g, col = p % g;
+            pos[0][1 + p][first + k] = std::sin(row * w);
+            pos[0][1 + p][first + quarter + k] = std::cos(row * w);
+            pos[0][1 + p][first + 2 * quarter + k] = std::sin(col * w);
+            pos[0][1 + p][first + 3 * quarter + k] = std::cos(col * w);
+        }
     for (int j = 0; j < cells; ++j) {
         qt[0][j].mul_(0.1);
         qt[0][j][j].add_(1.0);
@@ -444,8 +456,9 @@ struct Batch1 {
     at::Tensor pixels;
 };
 
-Batch1 makeBatch1(const ModelConfig &cfg, uint64_t seed, int64_t step, int B) {
+Batch1 makeBatch1(const ModelConfig &cfg, uint64_t seed, int64_t step, int B, double difficulty) {
     DemoGenerator g(mix(seed, 100000000ull + uint64_t(step)));
+    g.setDifficulty(difficulty);
     Batch1 b;
     std::vector<at::Tensor> px;
     for (int i = 0; i < B; ++i) {
@@ -571,9 +584,10 @@ std::string bar(double frac) {
 }
 
 // Stage-1 probe: per-object attribute accuracy of the aux heads on held-out scenes.
-std::string probe(const MiniGptModel &m, const AuxHeads &aux, uint64_t seed, int n) {
+std::string probe(const MiniGptModel &m, const AuxHeads &aux, uint64_t seed, int n, double difficulty = 1) {
     at::NoGradGuard ng;
     DemoGenerator g(mix(seed, 0xE7A1));
+    g.setDifficulty(difficulty);
     std::vector<Scene> scenes;
     std::vector<at::Tensor> px;
     for (int i = 0; i < n; ++i) {
@@ -594,12 +608,19 @@ std::string probe(const MiniGptModel &m, const AuxHeads &aux, uint64_t seed, int
                                     (o.size.argmax(-1) == t.size)));
     const double idAcc =
         (o.id.argmax(-1) == at::arange(kCells, at::kLong).unsqueeze(0)).to(at::kFloat).mean().item<double>();
-    char buf[256];
+    // Shape apart for small and large objects: small ones are a few pixels at 96 px.
+    const at::Tensor shapeOk = o.shape.argmax(-1) == t.shape;
+    const auto shapeOf = [&](int size) {
+        return shapeOk.masked_select(has & (t.size == size)).to(at::kFloat).mean().item<double>();
+    };
+    char buf[320];
     std::snprintf(buf, sizeof buf,
-                  "present %.3f shape %.3f color %.3f size %.3f count %.3f id %.3f scene_all %.3f",
-                  pOk.to(at::kFloat).mean().item<double>(), acc(o.shape, t.shape), acc(o.color, t.color),
-                  acc(o.size, t.size), (o.count.argmax(-1) == t.count).to(at::kFloat).mean().item<double>(),
-                  idAcc, cellOk.all(1).to(at::kFloat).mean().item<double>());
+                  "present %.3f shape %.3f (small %.3f large %.3f) color %.3f size %.3f count %.3f id %.3f "
+                  "scene_all %.3f",
+                  pOk.to(at::kFloat).mean().item<double>(), acc(o.shape, t.shape), shapeOf(0), shapeOf(1),
+                  acc(o.color, t.color), acc(o.size, t.size),
+                  (o.count.argmax(-1) == t.count).to(at::kFloat).mean().item<double>(), idAcc,
+                  cellOk.all(1).to(at::kFloat).mean().item<double>());
     return buf;
 }
 
@@ -973,15 +994,21 @@ void trainVision(TrainRun &run) {
     }
     double lastCk = st.seconds, lastEval = st.seconds, lastLog = st.seconds, ema = -1;
     std::future<Batch1> next;
+    // The curriculum: the generator's hard cases come in over the first o.curriculum of the stage.
+    const auto difficulty = [&] {
+        return o.curriculum > 0 ? std::min(1.0, st.seconds / b1 / o.curriculum) : 1.0;
+    };
     std::printf("[stage 1] vision + Q-Former with auxiliary per-cell heads, %.1f min budget\n", b1 / 60);
     while (st.seconds < b1) {
         const auto t0 = Clock::now();
         const double lr = cosineLr(o.lr1, st.seconds / b1, 0.05);
         static double waitSeconds = 0;
         if (!next.valid())
-            next = std::async(std::launch::async, makeBatch1, std::cref(cfg), o.seed, st.step, o.batch1);
+            next = std::async(std::launch::async, makeBatch1, std::cref(cfg), o.seed, st.step, o.batch1,
+                              difficulty());
         Batch1 batch = next.get();
-        next = std::async(std::launch::async, makeBatch1, std::cref(cfg), o.seed, st.step + 1, o.batch1);
+        next = std::async(std::launch::async, makeBatch1, std::cref(cfg), o.seed, st.step + 1, o.batch1,
+                          difficulty());
         waitSeconds += secondsSince(t0);
         const SceneTargets all = targetsOf(batch.scenes);
         const int64_t B = batch.pixels.size(0);
@@ -1014,6 +1041,9 @@ void trainVision(TrainRun &run) {
         if (st.seconds - lastEval >= o.evalEverySeconds || st.seconds >= b1) {
             lastEval = st.seconds;
             std::printf("  [probe @ %.0f s] %s\n", st.seconds, probe(m, aux, o.seed, 384).c_str());
+            if (difficulty() < 1)
+                std::printf("  [probe @ %.0f s, difficulty %.2f] %s\n", st.seconds, difficulty(),
+                            probe(m, aux, o.seed, 384, difficulty()).c_str());
             std::fflush(stdout);
         }
         if (st.seconds - lastCk >= o.checkpointEverySeconds) {
