@@ -8,7 +8,7 @@ PKGS=(
   qt6-base-dev qt6-charts-dev libqt6opengl6-dev libgl-dev qt6-image-formats-plugins
   libtorch-dev libopenblas0-openmp
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
-  libxxhash-dev nlohmann-json3-dev libssl-dev
+  libxxhash-dev nlohmann-json3-dev libssl-dev libhiredis-dev redis-server
   sentencepiece
   xvfb xauth imagemagick clang-format
 )

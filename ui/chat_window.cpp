@@ -248,7 +248,7 @@ void ChatWindow::buildMenus() {
             tr("<b>MiniGPT Desk %1</b><br>Chat about images with MiniGPT-4-family models, on this "
                "computer.<br>Model: %2<br><br>MIT licence. Built with: Qt %3 (LGPL-3.0), libtorch "
                "(BSD-3-Clause), OpenBLAS (BSD-3-Clause), OpenCV (Apache-2.0), nlohmann/json (MIT), "
-               "xxHash (BSD-2-Clause), OpenSSL libcrypto (Apache-2.0), protobuf (BSD-3-Clause).<br>"
+               "xxHash (BSD-2-Clause), hiredis (BSD-3-Clause), OpenSSL libcrypto (Apache-2.0), protobuf (BSD-3-Clause).<br>"
                "The built-in demo model was trained by this project; imported models keep the "
                "licences of their original files.")
                 .arg(QCoreApplication::applicationVersion(),

@@ -62,9 +62,12 @@ PerfPanel::PerfPanel(QWidget *parent) : QWidget(parent) {
     bar->addWidget(new QLabel(tr("Window:"), this));
     window_ = new QComboBox(this);
     window_->setObjectName("perfWindow");
-    for (const auto &[label, secs] : std::initializer_list<std::pair<QString, int>>{
-             {tr("30 s"), 30}, {tr("2 min"), 120}, {tr("5 min"), 300}, {tr("15 min"), 900},
-             {tr("1 h"), 3600}, {tr("All"), 0}})
+    for (const auto &[label, secs] : std::initializer_list<std::pair<QString, int>>{{tr("30 s"), 30},
+                                                                                    {tr("2 min"), 120},
+                                                                                    {tr("5 min"), 300},
+                                                                                    {tr("15 min"), 900},
+                                                                                    {tr("1 h"), 3600},
+                                                                                    {tr("All"), 0}})
         window_->addItem(label, secs);
     window_->setCurrentIndex(1);
     connect(window_, &QComboBox::currentIndexChanged, this,
@@ -167,8 +170,7 @@ PerfPanel::PerfPanel(QWidget *parent) : QWidget(parent) {
 
 PerfPanel::~PerfPanel() = default;
 
-PerfPanel::Chart PerfPanel::makeChart(const QString &key, const QString &title,
-                                      const QString &yTitle) {
+PerfPanel::Chart PerfPanel::makeChart(const QString &key, const QString &title, const QString &yTitle) {
     Chart c;
     c.key = key;
     c.chart = new QChart;
@@ -218,8 +220,7 @@ QLineSeries *PerfPanel::series(const QString &chart, const QString &name) const 
     return c->series.value(name, nullptr);
 }
 
-QLineSeries *PerfPanel::addPoint(Chart &c, const QString &name, double x, double y,
-                                 bool secondAxis) {
+QLineSeries *PerfPanel::addPoint(Chart &c, const QString &name, double x, double y, bool secondAxis) {
     QLineSeries *s = addSeries(c, name, secondAxis);
     c.history[name].append(QPointF(x, y));
     return s;
@@ -280,8 +281,8 @@ void PerfPanel::sample() {
         addPoint(latency_, tr("TTFT"), now, last("ttft"));
         addPoint(latency_, tr("turn"), now, last("turn"));
         // A turn answered from the response cache decodes nothing.
-        if (decodes > seenDecodes_) addPoint(latency_, tr("decode ms/token"), now,
-                                             last("decode_token"), true);
+        if (decodes > seenDecodes_)
+            addPoint(latency_, tr("decode ms/token"), now, last("decode_token"), true);
     }
     seenTurns_ = turns;
     seenDecodes_ = decodes;
@@ -335,8 +336,7 @@ void PerfPanel::updateLabels(const mgd::MetricsSnapshot &s) {
         auto it = s.gauges.find(g);
         return it == s.gauges.end() ? 0.0 : it->second;
     };
-    setIfChanged(throughput_,
-                 tr("%1 tokens/s (last turn)").arg(gauge("tokens_per_second"), 0, 'f', 1));
+    setIfChanged(throughput_, tr("%1 tokens/s (last turn)").arg(gauge("tokens_per_second"), 0, 'f', 1));
 
     const char *stages[] = {"ttft", "decode_token", "turn", "image_encode", "prefill"};
     for (int r = 0; r < 5; ++r) {
@@ -351,9 +351,9 @@ void PerfPanel::updateLabels(const mgd::MetricsSnapshot &s) {
     // Three short lines: cache hits, counters, memory.
     QStringList hits, counts, memory;
     for (const auto &[name, h] : s.hitRates)
-        hits << QStringLiteral("%1 %2/%3").arg(QString::fromStdString(name)).arg(h.hits).arg(
-                    h.lookups);
+        hits << QStringLiteral("%1 %2/%3").arg(QString::fromStdString(name)).arg(h.hits).arg(h.lookups);
     for (const auto &[name, v] : s.counters) {
+        if (name.rfind("remote_", 0) == 0) continue; // on the Redis line
         QString label = QString::fromStdString(name);
         label.remove(QStringLiteral("tokens_")).replace('_', ' ');
         counts << QStringLiteral("%1 %2").arg(label).arg(v);
@@ -367,11 +367,31 @@ void PerfPanel::updateLabels(const mgd::MetricsSnapshot &s) {
     if (m.cuda)
         memory << tr("CUDA %1 alloc / %2 reserved")
                       .arg(fmtMiB(m.cudaAllocatedBytes), fmtMiB(m.cudaReservedBytes));
-    if (m.nvml)
-        memory << tr("device %1 / %2").arg(fmtMiB(m.deviceUsedBytes), fmtMiB(m.deviceTotalBytes));
+    if (m.nvml) memory << tr("device %1 / %2").arg(fmtMiB(m.deviceUsedBytes), fmtMiB(m.deviceTotalBytes));
     const QString sep = QStringLiteral(" · ");
+    // The shared Redis tier, when on: is it there, what it gave, what it cost.
+    QString remote;
+    if (gauge("remote_enabled") > 0) {
+        auto counter = [&](const char *c) {
+            auto it = s.counters.find(c);
+            return it == s.counters.end() ? uint64_t(0) : it->second;
+        };
+        auto rtt = s.latency.find("remote_rtt");
+        const bool any = rtt != s.latency.end() && rtt->second.count > 0;
+        remote =
+            '\n' + tr("Redis %1 · hits %2 · misses %3 · errors %4 · rejected %5 · read %6 · written %7 · "
+                      "RTT p50 %8 / p95 %9")
+                       .arg(gauge("remote_reachable") > 0 ? tr("reachable") : tr("unreachable"))
+                       .arg(counter("remote_hits"))
+                       .arg(counter("remote_misses"))
+                       .arg(counter("remote_errors"))
+                       .arg(counter("remote_rejected"))
+                       .arg(fmtMiB(counter("remote_bytes_read")), fmtMiB(counter("remote_bytes_written")),
+                            any ? fmtMs(rtt->second.p50) : QStringLiteral("–"),
+                            any ? fmtMs(rtt->second.p95) : QStringLiteral("–"));
+    }
     setIfChanged(counters_, tr("hits: %1").arg(hits.join(sep)) + '\n' + counts.join(sep) + '\n' +
-                                memory.join(sep));
+                                memory.join(sep) + remote);
 }
 
 bool PerfPanel::exportCsv(const QString &path, QString *error) const {
@@ -385,8 +405,8 @@ bool PerfPanel::exportCsv(const QString &path, QString *error) const {
     for (const Chart *c : {&hit_, &memory_, &latency_})
         for (const QString &name : c->order)
             for (const QPointF &p : c->history.value(name))
-                out << c->key << ',' << '"' << name << '"' << ',' << QString::number(p.x(), 'f', 3)
-                    << ',' << QString::number(p.y(), 'g', 8) << '\n';
+                out << c->key << ',' << '"' << name << '"' << ',' << QString::number(p.x(), 'f', 3) << ','
+                    << QString::number(p.y(), 'g', 8) << '\n';
     out.flush();
     if (f.error() != QFile::NoError) {
         if (error) *error = f.errorString();
@@ -404,19 +424,17 @@ bool PerfPanel::exportPng(const QString &path, QString *error) {
 }
 
 void PerfPanel::exportCsvInteractive() {
-    const QString path = QFileDialog::getSaveFileName(this, tr("Export series"), "metrics.csv",
-                                                      tr("CSV (*.csv)"));
+    const QString path =
+        QFileDialog::getSaveFileName(this, tr("Export series"), "metrics.csv", tr("CSV (*.csv)"));
     QString error;
-    if (!path.isEmpty() && !exportCsv(path, &error))
-        QMessageBox::warning(this, tr("Export failed"), error);
+    if (!path.isEmpty() && !exportCsv(path, &error)) QMessageBox::warning(this, tr("Export failed"), error);
 }
 
 void PerfPanel::exportPngInteractive() {
-    const QString path = QFileDialog::getSaveFileName(this, tr("Save panel"), "performance.png",
-                                                      tr("PNG image (*.png)"));
+    const QString path =
+        QFileDialog::getSaveFileName(this, tr("Save panel"), "performance.png", tr("PNG image (*.png)"));
     QString error;
-    if (!path.isEmpty() && !exportPng(path, &error))
-        QMessageBox::warning(this, tr("Export failed"), error);
+    if (!path.isEmpty() && !exportPng(path, &error)) QMessageBox::warning(this, tr("Export failed"), error);
 }
 
 void PerfPanel::applyTheme() {

@@ -60,6 +60,7 @@ SettingsValues Settings::values() const {
     e.featureHostBytes = mib(s, "cache/featureHostMiB", d.engine.featureHostBytes);
     e.featureDiskBytes = mib(s, "cache/featureDiskMiB", d.engine.featureDiskBytes);
     e.featureDiskDir = s.value("cache/featureDiskDir", QString()).toString().toStdString();
+    e.redisUrl = s.value("cache/redisUrl", QString()).toString().toStdString();
     e.systemPrompt = s.value("prompt/system", QString()).toString().toStdString();
     e.eviction = s.value("cache/eviction", "lru").toString() == "lfu" ? mgd::EvictionPolicy::Lfu
                                                                       : mgd::EvictionPolicy::Lru;
@@ -92,6 +93,7 @@ void Settings::setValues(const SettingsValues &v) {
     s.setValue("cache/featureHostMiB", QVariant::fromValue<qulonglong>(v.engine.featureHostBytes / kMiB));
     s.setValue("cache/featureDiskMiB", QVariant::fromValue<qulonglong>(v.engine.featureDiskBytes / kMiB));
     s.setValue("cache/featureDiskDir", QString::fromStdString(v.engine.featureDiskDir));
+    s.setValue("cache/redisUrl", QString::fromStdString(v.engine.redisUrl));
     s.setValue("prompt/system", QString::fromStdString(v.engine.systemPrompt));
     s.setValue("cache/eviction", v.engine.eviction == mgd::EvictionPolicy::Lfu ? "lfu" : "lru");
     s.setValue("sampling/greedy", v.sampling.greedy);
@@ -136,6 +138,6 @@ bool sameEngineSettings(const mgd::EngineSettings &a, const mgd::EngineSettings 
            a.responseCache == b.responseCache && a.memoryPool == b.memoryPool &&
            a.memoryPoolBytes == b.memoryPoolBytes && a.featureDeviceBytes == b.featureDeviceBytes &&
            a.featureHostBytes == b.featureHostBytes && a.featureDiskBytes == b.featureDiskBytes &&
-           a.featureDiskDir == b.featureDiskDir && a.eviction == b.eviction &&
+           a.featureDiskDir == b.featureDiskDir && a.redisUrl == b.redisUrl && a.eviction == b.eviction &&
            a.systemPrompt == b.systemPrompt;
 }

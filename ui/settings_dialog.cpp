@@ -11,11 +11,14 @@
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
+#include <QMessageBox>
 #include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSpinBox>
 #include <QTabWidget>
 #include <QVBoxLayout>
+
+#include "core/cache/redis_url.h"
 
 namespace {
 
@@ -65,7 +68,18 @@ SettingsDialog::SettingsDialog(const SettingsValues &values, const QString &prom
     v->addWidget(hint);
     auto *buttons = new QDialogButtonBox(
         QDialogButtonBox::Ok | QDialogButtonBox::Cancel | QDialogButtonBox::RestoreDefaults, this);
-    connect(buttons, &QDialogButtonBox::accepted, this, &QDialog::accept);
+    connect(buttons, &QDialogButtonBox::accepted, this, [this] {
+        // A mistyped Redis URL is named here rather than turning into silent misses.
+        const std::string url = redisUrl_->text().trimmed().toStdString();
+        try {
+            if (!url.empty()) mgd::parseRedisUrl(url);
+        } catch (const std::exception &e) {
+            QMessageBox::warning(this, tr("Shared cache"), QString::fromStdString(e.what()));
+            redisUrl_->setFocus();
+            return;
+        }
+        accept();
+    });
     connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
     connect(buttons->button(QDialogButtonBox::RestoreDefaults), &QPushButton::clicked, this, [this] {
         const SettingsValues d = Settings::defaults();
@@ -91,6 +105,7 @@ SettingsDialog::SettingsDialog(const SettingsValues &values, const QString &prom
         featureHost_->setValue(static_cast<int>(d.engine.featureHostBytes / kMiB));
         featureDisk_->setValue(static_cast<int>(d.engine.featureDiskBytes / kMiB));
         featureDir_->clear();
+        redisUrl_->clear();
         eviction_->setCurrentIndex(0);
     });
     v->addWidget(buttons);
@@ -235,6 +250,11 @@ QWidget *SettingsDialog::cachePage() {
     featureDir_->setObjectName("featureDiskDir");
     featureDir_->setPlaceholderText(tr("default ($XDG_CACHE_HOME/minigpt-desk/features)"));
     f->addRow(tr("  disk folder:"), withBrowse(w, featureDir_, tr("Feature cache folder")));
+    redisUrl_ = new QLineEdit(QString::fromStdString(e.redisUrl), w);
+    redisUrl_->setObjectName("redisUrl");
+    redisUrl_->setPlaceholderText(tr("off (e.g. redis://cache-host:6379, shared by a team's desks)"));
+    redisUrl_->setToolTip(tr("redis://[:password@]host:port[/db] or unix:///path/to/redis.sock"));
+    f->addRow(tr("  shared (Redis):"), redisUrl_);
     eviction_ = new QComboBox(w);
     eviction_->setObjectName("eviction");
     eviction_->addItem(tr("Least recently used (LRU)"));
@@ -259,7 +279,7 @@ void SettingsDialog::updateEnabled() {
     const bool fc = featureCache_->isChecked();
     for (QWidget *w : {static_cast<QWidget *>(featureDevice_), static_cast<QWidget *>(featureHost_),
                        static_cast<QWidget *>(featureDisk_), static_cast<QWidget *>(featureDir_),
-                       static_cast<QWidget *>(eviction_)})
+                       static_cast<QWidget *>(redisUrl_), static_cast<QWidget *>(eviction_)})
         w->setEnabled(fc);
     poolSize_->setEnabled(pool_->isChecked());
 }
@@ -294,6 +314,7 @@ SettingsValues SettingsDialog::values() const {
     v.engine.featureHostBytes = uint64_t(featureHost_->value()) * kMiB;
     v.engine.featureDiskBytes = uint64_t(featureDisk_->value()) * kMiB;
     v.engine.featureDiskDir = featureDir_->text().trimmed().toStdString();
+    v.engine.redisUrl = redisUrl_->text().trimmed().toStdString();
     v.engine.eviction = eviction_->currentIndex() == 1 ? mgd::EvictionPolicy::Lfu : mgd::EvictionPolicy::Lru;
     v.engine.memoryPool = pool_->isChecked();
     v.engine.memoryPoolBytes = uint64_t(poolSize_->value()) * kMiB;

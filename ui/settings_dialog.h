@@ -47,5 +47,6 @@ private:
     QSpinBox *featureDevice_ = nullptr, *featureHost_ = nullptr, *featureDisk_ = nullptr,
              *poolSize_ = nullptr;
     QLineEdit *featureDir_ = nullptr;
+    QLineEdit *redisUrl_ = nullptr;
     QComboBox *eviction_ = nullptr;
 };

@@ -12,6 +12,7 @@
 
 #include "app/cli/arg_cursor.h"
 #include "app/cli/demo_commands.h"
+#include "core/cache/redis_url.h"
 #include "core/import/importer.h"
 #include "core/runtime/bench_llm.h"
 #include "core/runtime/benchmark.h"
@@ -47,6 +48,8 @@ commands:
   bench-llm [--shape bench|tinyllama|7b] [--dtype bfloat16|float32|int8] [--threads N] [--json FILE]
          the LLM alone (random weights): 512-token prefill, 128 decoded tokens, against the
          read bandwidth measured in the same run
+  bench-redis --redis URL [--model DIR] [--image FILE] [--repetitions N] [--json FILE]
+         first turn of a fresh desk on an image another desk shared through Redis, vs without
   train-demo --out DIR [--seed N] [--minutes M]   train the built-in demo model (resumable)
   eval-drawings --model DIR --list drawings.json [--set S] [--transcript]
          the demo model on drawings made by other means (tests/data/drawings)
@@ -58,6 +61,8 @@ sampling: --greedy  --temperature T  --top-p P  --top-k K  --repetition-penalty 
           --seed N  --max-new-tokens N
 caches:   --no-kv-reuse --no-feature-cache --no-prefix-cache --no-response-cache --no-memory-pool
           --memory-pool-size MB  --feature-cache-dir DIR  --feature-cache-size MB  --eviction lru|lfu
+          --redis redis://[:password@]host:port[/db]|unix:///path  (a feature tier shared by desks)
+          --redis-ttl SECONDS
 other:    --threads N  --device cpu|cuda  --dtype float32|bfloat16|float16|int8 (overrides the folder's)
           --stats (per-turn statistics to stderr)
           --metrics-json FILE (write the metrics snapshot at exit)
@@ -159,6 +164,11 @@ Options parse(int argc, char **argv) {
             o.engine.featureHostBytes = static_cast<uint64_t>(c.number() * (1 << 20));
         else if (a == "--feature-cache-dir")
             o.engine.featureDiskDir = c.value();
+        else if (a == "--redis") {
+            o.engine.redisUrl = c.value();
+            mgd::parseRedisUrl(o.engine.redisUrl); // a bad URL is an error here, not a silent miss
+        } else if (a == "--redis-ttl")
+            o.engine.redisTtlSeconds = std::max(0, c.integer());
         else if (a == "--device")
             o.engine.device = c.value();
         else if (a == "--eviction") {
@@ -294,7 +304,7 @@ std::string cacheDir() {
     return (base / "minigpt-desk").string();
 }
 
-int cmdBench(const Options &o) {
+mgd::BenchOptions benchOptions(const Options &o) {
     mgd::BenchOptions b;
     b.modelDir = o.modelGiven ? o.model : ""; // default: the generated bench model
     b.cacheDir = cacheDir();
@@ -305,8 +315,15 @@ int cmdBench(const Options &o) {
     b.dtype = o.engine.dtype;
     b.poolBytes = o.engine.memoryPoolBytes;
     if (!o.modes.empty()) b.modes = o.modes;
-    auto report =
-        mgd::runBenchmark(b, [](const std::string &line) { std::fprintf(stderr, "%s\n", line.c_str()); });
+    return b;
+}
+
+void logLine(const std::string &line) {
+    std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+// The table on stdout, the JSON into --json FILE.
+template <typename Report> int printReport(const Report &report, const Options &o) {
     std::fputs(report.table().c_str(), stdout);
     if (!o.benchJson.empty()) {
         std::ofstream f(o.benchJson);
@@ -314,6 +331,15 @@ int cmdBench(const Options &o) {
         if (!f) throw mgd::Error("cannot write '" + o.benchJson + "'");
     }
     return 0;
+}
+
+int cmdBench(const Options &o) {
+    return printReport(mgd::runBenchmark(benchOptions(o), logLine), o);
+}
+
+int cmdBenchRedis(const Options &o) {
+    return printReport(
+        mgd::runRemoteBenchmark(benchOptions(o), o.engine.redisUrl, std::max(1, o.repetitions), logLine), o);
 }
 
 int cmdPreload(const Options &o) {
@@ -446,6 +472,7 @@ int main(int argc, char **argv) {
         }
         if (o.command == "info") return cmdInfo(o);
         if (o.command == "bench") return cmdBench(o);
+        if (o.command == "bench-redis") return cmdBenchRedis(o);
         if (o.command == "preload") return cmdPreload(o);
         if (o.command == "stats") return cmdStats(o);
         if (o.command == "-h" || o.command == "--help" || o.command == "help") {

@@ -60,9 +60,8 @@ uint8_t dtypeCode(at::ScalarType t) {
 }
 
 bool dtypeFromCode(uint8_t code, at::ScalarType &t) {
-    static constexpr at::ScalarType kTypes[] = {at::kFloat, at::kBFloat16, at::kHalf,  at::kDouble,
-                                                at::kLong,  at::kInt,      at::kShort, at::kChar,
-                                                at::kByte,  at::kBool};
+    static constexpr at::ScalarType kTypes[] = {at::kFloat, at::kBFloat16, at::kHalf, at::kDouble, at::kLong,
+                                                at::kInt,   at::kShort,    at::kChar, at::kByte,   at::kBool};
     if (code < 1 || code > std::size(kTypes)) return false;
     t = kTypes[code - 1];
     return true;
@@ -85,8 +84,7 @@ bool isEntryFileName(const std::string &name, std::string &key) {
     const size_t ext = std::strlen(kExt);
     if (name.size() != kKeyChars + ext || name.compare(kKeyChars, ext, kExt) != 0) return false;
     key = name.substr(0, kKeyChars);
-    return isHexKey(key) &&
-           std::none_of(key.begin(), key.end(), [](char c) { return c >= 'A' && c <= 'F'; });
+    return isHexKey(key) && std::none_of(key.begin(), key.end(), [](char c) { return c >= 'A' && c <= 'F'; });
 }
 
 std::string errnoText() {
@@ -125,15 +123,13 @@ template <typename T> T get(const uint8_t *p) {
     return v;
 }
 
-// Writes a complete entry file next to `path` under a unique temporary name, fsynced, and
-// returns that name; the caller renames it into place. Throws mgd::Error.
-std::string writeTempFile(const std::string &path, const std::string &key, const at::Tensor &cpu,
+// The header of an entry (file or blob) holding `cpu` (contiguous, on the CPU).
+std::string featureHeader(const std::string &what, const std::string &key, const at::Tensor &cpu,
                           uint32_t version) {
     const uint8_t code = dtypeCode(cpu.scalar_type());
     if (code == 0 || cpu.dim() > kMaxDims)
-        throw Error("feature file '" + path + "': unsupported dtype or rank");
+        throw Error("feature entry '" + what + "': unsupported dtype or rank");
     const uint64_t payload = cpu.nbytes();
-    const auto *data = static_cast<const uint8_t *>(cpu.data_ptr());
     std::string h;
     h.reserve(headerBytes(cpu.dim()));
     h.append(kMagic, sizeof kMagic);
@@ -144,8 +140,18 @@ std::string writeTempFile(const std::string &path, const std::string &key, const
     put<uint16_t>(h, 0);
     for (int64_t d : cpu.sizes()) put<int64_t>(h, d);
     put<uint64_t>(h, payload);
-    put<uint64_t>(h, XXH3_64bits(data, payload));
+    put<uint64_t>(h, XXH3_64bits(cpu.data_ptr(), payload));
     put<uint64_t>(h, XXH3_64bits(h.data(), h.size()));
+    return h;
+}
+
+// Writes a complete entry file next to `path` under a unique temporary name, fsynced, and
+// returns that name; the caller renames it into place. Throws mgd::Error.
+std::string writeTempFile(const std::string &path, const std::string &key, const at::Tensor &cpu,
+                          uint32_t version) {
+    const std::string h = featureHeader(path, key, cpu, version);
+    const uint64_t payload = cpu.nbytes();
+    const auto *data = static_cast<const uint8_t *>(cpu.data_ptr());
 
     std::string tmp = path + ".XXXXXX.tmp";
     const int fd = ::mkstemps(tmp.data(), 4);
@@ -156,8 +162,7 @@ std::string writeTempFile(const std::string &path, const std::string &key, const
     ok = ::close(fd) == 0 && ok;
     if (!ok) {
         ::unlink(tmp.c_str());
-        throw Error("feature file '" + tmp +
-                    "': cannot write: " + (why.empty() ? errnoText() : why));
+        throw Error("feature file '" + tmp + "': cannot write: " + (why.empty() ? errnoText() : why));
     }
     return tmp;
 }
@@ -192,8 +197,44 @@ void writeFeatureFile(const std::string &path, const std::string &key, const at:
     syncDir(path);
 }
 
-FeatureFileStatus readFeatureFile(const std::string &path, const std::string &key,
-                                  at::Tensor &out) {
+std::string encodeFeatureBlob(const std::string &key, const at::Tensor &value, uint32_t version) {
+    const at::Tensor cpu = value.detach().to(at::kCPU).contiguous();
+    std::string blob = featureHeader("blob", checkedKey(key), cpu, version);
+    blob.append(static_cast<const char *>(cpu.data_ptr()), cpu.nbytes());
+    return blob;
+}
+
+FeatureFileStatus decodeFeatureBlob(const uint8_t *p, size_t n, const std::string &key, at::Tensor &out) {
+    if (key.size() != kKeyChars || n < headerBytes(0)) return FeatureFileStatus::Corrupt;
+    if (std::memcmp(p, kMagic, sizeof kMagic) != 0 || get<uint32_t>(p + 8) != kFeatureFileVersion ||
+        std::memcmp(p + 12, key.data(), kKeyChars) != 0)
+        return FeatureFileStatus::Corrupt;
+    const uint8_t ndim = p[45];
+    at::ScalarType dtype{};
+    if (!dtypeFromCode(p[44], dtype) || ndim > kMaxDims || n < headerBytes(ndim))
+        return FeatureFileStatus::Corrupt;
+    const size_t hb = headerBytes(ndim);
+    if (get<uint64_t>(p + hb - 8) != XXH3_64bits(p, hb - 8)) return FeatureFileStatus::Corrupt;
+    std::vector<int64_t> shape(ndim);
+    uint64_t numel = 1;
+    for (size_t i = 0; i < ndim; ++i) {
+        shape[i] = get<int64_t>(p + kFixedHeader + 8 * i);
+        if (shape[i] < 0 || __builtin_mul_overflow(numel, static_cast<uint64_t>(shape[i]), &numel))
+            return FeatureFileStatus::Corrupt;
+    }
+    const uint64_t payload = get<uint64_t>(p + hb - 24);
+    uint64_t expect = 0;
+    if (__builtin_mul_overflow(numel, static_cast<uint64_t>(at::elementSize(dtype)), &expect) ||
+        expect != payload || n - hb != payload)
+        return FeatureFileStatus::Corrupt;
+    if (XXH3_64bits(p + hb, payload) != get<uint64_t>(p + hb - 16)) return FeatureFileStatus::Corrupt;
+    at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
+    std::memcpy(t.data_ptr(), p + hb, payload);
+    out = std::move(t);
+    return FeatureFileStatus::Ok;
+}
+
+FeatureFileStatus readFeatureFile(const std::string &path, const std::string &key, at::Tensor &out) {
     if (key.size() != kKeyChars) return FeatureFileStatus::Corrupt;
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return errno == ENOENT ? FeatureFileStatus::Missing : FeatureFileStatus::Corrupt;
@@ -202,44 +243,13 @@ FeatureFileStatus readFeatureFile(const std::string &path, const std::string &ke
         ~Closer() { ::close(fd); }
     } closer{fd};
     struct stat st {};
-    if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) < headerBytes(0))
+    // Entries are a model's image tokens: far below 1 GiB; anything larger is not ours.
+    if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) < headerBytes(0) ||
+        st.st_size > (1ll << 30))
         return FeatureFileStatus::Corrupt;
-    const uint64_t fileBytes = static_cast<uint64_t>(st.st_size);
-
-    uint8_t head[kFixedHeader + 8 * kMaxDims + 24];
-    if (!readAll(fd, head, kFixedHeader)) return FeatureFileStatus::Corrupt;
-    if (std::memcmp(head, kMagic, sizeof kMagic) != 0 ||
-        get<uint32_t>(head + 8) != kFeatureFileVersion ||
-        std::memcmp(head + 12, key.data(), kKeyChars) != 0)
-        return FeatureFileStatus::Corrupt;
-    const uint8_t ndim = head[45];
-    at::ScalarType dtype{};
-    if (!dtypeFromCode(head[44], dtype) || ndim > kMaxDims || fileBytes < headerBytes(ndim))
-        return FeatureFileStatus::Corrupt;
-    const size_t hb = headerBytes(ndim);
-    if (!readAll(fd, head + kFixedHeader, hb - kFixedHeader)) return FeatureFileStatus::Corrupt;
-    if (get<uint64_t>(head + hb - 8) != XXH3_64bits(head, hb - 8))
-        return FeatureFileStatus::Corrupt;
-
-    std::vector<int64_t> shape(ndim);
-    uint64_t numel = 1;
-    for (size_t i = 0; i < ndim; ++i) {
-        shape[i] = get<int64_t>(head + kFixedHeader + 8 * i);
-        if (shape[i] < 0 || __builtin_mul_overflow(numel, static_cast<uint64_t>(shape[i]), &numel))
-            return FeatureFileStatus::Corrupt;
-    }
-    const uint64_t payload = get<uint64_t>(head + hb - 24);
-    uint64_t expect = 0;
-    if (__builtin_mul_overflow(numel, static_cast<uint64_t>(at::elementSize(dtype)), &expect) ||
-        expect != payload || fileBytes != hb + payload)
-        return FeatureFileStatus::Corrupt;
-
-    at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
-    auto *data = static_cast<uint8_t *>(t.data_ptr());
-    if (!readAll(fd, data, payload) || XXH3_64bits(data, payload) != get<uint64_t>(head + hb - 16))
-        return FeatureFileStatus::Corrupt;
-    out = std::move(t);
-    return FeatureFileStatus::Ok;
+    std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
+    if (!readAll(fd, bytes.data(), bytes.size())) return FeatureFileStatus::Corrupt;
+    return decodeFeatureBlob(bytes.data(), bytes.size(), key, out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -264,8 +274,7 @@ struct Entry {
 
     bool resident(Tier t) const { return slot[t] == Slot::Resident; }
     bool inAnyTier() const {
-        return slot[kDevice] != Slot::None || slot[kHost] != Slot::None ||
-               slot[kDisk] != Slot::None;
+        return slot[kDevice] != Slot::None || slot[kHost] != Slot::None || slot[kDisk] != Slot::None;
     }
 };
 
@@ -444,8 +453,7 @@ struct FeatureCache::Core {
                 e->charged[kDisk] = 0;
             }
         for (auto it = entries.begin(); it != entries.end();)
-            it = it->second->pins == 0 && !it->second->inAnyTier() ? entries.erase(it)
-                                                                   : std::next(it);
+            it = it->second->pins == 0 && !it->second->inAnyTier() ? entries.erase(it) : std::next(it);
         tiers[kDisk].bytes = tiers[kDisk].entries = 0;
         diskOn = false;
         diskError.clear();
@@ -502,8 +510,7 @@ namespace {
 struct Pin {
     std::shared_ptr<FeatureCache::Core> core;
     EntryPtr entry;
-    Pin(std::shared_ptr<FeatureCache::Core> c, EntryPtr e)
-        : core(std::move(c)), entry(std::move(e)) {}
+    Pin(std::shared_ptr<FeatureCache::Core> c, EntryPtr e) : core(std::move(c)), entry(std::move(e)) {}
     ~Pin() { core->unpin(*entry); }
 };
 
@@ -523,17 +530,15 @@ void copyToBlocks(BlockStore &store, const std::vector<int32_t> &blocks, uint64_
         } else {
             at::Tensor dst = at::from_blob(store.blockData(b), {static_cast<int64_t>(n)},
                                            at::TensorOptions().dtype(at::kByte).device(where));
-            dst.copy_(
-                at::from_blob(const_cast<uint8_t *>(src), {static_cast<int64_t>(n)}, at::kByte));
+            dst.copy_(at::from_blob(const_cast<uint8_t *>(src), {static_cast<int64_t>(n)}, at::kByte));
         }
         src += n;
         left -= n;
     }
 }
 
-at::Tensor copyFromBlocks(BlockStore &store, const std::vector<int32_t> &blocks,
-                          uint64_t blockBytes, at::Device where, at::ScalarType dtype,
-                          const std::vector<int64_t> &shape) {
+at::Tensor copyFromBlocks(BlockStore &store, const std::vector<int32_t> &blocks, uint64_t blockBytes,
+                          at::Device where, at::ScalarType dtype, const std::vector<int64_t> &shape) {
     at::Tensor out = at::empty(shape, at::TensorOptions().dtype(dtype));
     auto *dst = static_cast<uint8_t *>(out.data_ptr());
     uint64_t left = out.nbytes();
@@ -677,8 +682,7 @@ at::Tensor fillTiers(FeatureCache::Core &c, const EntryPtr &e, const at::Tensor 
                 c.diskError.clear();
                 syncPath = path;
             } else {
-                if (error.empty())
-                    error = "feature file '" + path + "': cannot rename: " + errnoText();
+                if (error.empty()) error = "feature file '" + path + "': cannot rename: " + errnoText();
                 if (!tmp.empty()) ::unlink(tmp.c_str());
                 c.drop(*e, kDisk, freed);
                 c.diskError = error;
@@ -693,16 +697,15 @@ at::Tensor fillTiers(FeatureCache::Core &c, const EntryPtr &e, const at::Tensor 
 
 } // namespace
 
-FeatureCache::FeatureCache(FeatureCacheSettings s, BlockStore *hostStore)
-    : core_(std::make_shared<Core>()) {
+FeatureCache::FeatureCache(FeatureCacheSettings s, BlockStore *hostStore) : core_(std::make_shared<Core>()) {
     Core &c = *core_;
     c.settings = std::move(s);
     c.store = hostStore;
     if (hostStore) {
         c.blockBytes = hostStore->blockBytes();
         if (c.blockBytes == 0) throw Error("feature cache: the block store has zero-byte blocks");
-        const at::Device sd = parseDevice(c.settings.storeDevice.empty() ? c.settings.device
-                                                                         : c.settings.storeDevice);
+        const at::Device sd =
+            parseDevice(c.settings.storeDevice.empty() ? c.settings.device : c.settings.storeDevice);
         c.storeDevice = sd.is_cuda() && at::hasCUDA() ? sd : at::Device(at::kCPU);
     }
     c.configure();
@@ -756,8 +759,7 @@ FeatureHandle FeatureCache::lookup(const std::string &rawKey) {
         touchFile(diskPath);
         // A pinned entry keeps its blocks, so they can be read without the lock.
         if (!v.defined())
-            v = copyFromBlocks(*c.store, e->blocks, c.blockBytes, c.storeDevice, e->dtype,
-                               e->shape);
+            v = copyFromBlocks(*c.store, e->blocks, c.blockBytes, c.storeDevice, e->dtype, e->shape);
         if (wantDevice) {
             at::Tensor d = fillTiers(c, e, v, /*owned=*/c.store != nullptr, at::Tensor(), false);
             if (d.defined()) v = d;

@@ -144,5 +144,10 @@ void writeFeatureFile(const std::string &path, const std::string &key, const at:
 enum class FeatureFileStatus { Ok, Missing, Corrupt };
 // Reads and verifies one file; out is set only when Ok.
 FeatureFileStatus readFeatureFile(const std::string &path, const std::string &key, at::Tensor &out);
+// The same format in memory (the shared Redis tier's values): encode throws mgd::Error on a bad
+// key or an unsupported dtype; decode checks everything a file read checks, from n bytes at p.
+std::string encodeFeatureBlob(const std::string &key, const at::Tensor &value,
+                              uint32_t version = kFeatureFileVersion);
+FeatureFileStatus decodeFeatureBlob(const uint8_t *p, size_t n, const std::string &key, at::Tensor &out);
 
 } // namespace mgd

@@ -5,7 +5,9 @@
 #include <malloc.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -117,10 +119,10 @@ double measureMemoryBandwidth(int threads) {
     return best;
 }
 
-BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const std::string &)> &log) {
-    // Large blocks go back to the OS when freed, so RSS follows what is live.
-    mallopt(M_MMAP_THRESHOLD, 1 << 20);
-    mallopt(M_TRIM_THRESHOLD, 1 << 20);
+namespace {
+
+// The model to measure: o.modelDir, or the generated bench model (made once in o.cacheDir).
+std::string benchModelDir(const BenchOptions &o, const std::function<void(const std::string &)> &log) {
     std::string dir = o.modelDir;
     if (dir.empty()) {
         const ModelConfig cfg = benchModelConfig();
@@ -138,6 +140,27 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
             writeRandomModel(dir, cfg, o.tokenizerPath);
         }
     }
+    return dir;
+}
+
+ImageInput benchImage(const BenchOptions &o) {
+    ImageInput image;
+    if (o.imagePath.empty()) {
+        image.rgb = testPattern();
+        image.label = "test pattern";
+    } else {
+        image = ImageInput::fromFile(o.imagePath);
+    }
+    return image;
+}
+
+} // namespace
+
+BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const std::string &)> &log) {
+    // Large blocks go back to the OS when freed, so RSS follows what is live.
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 20);
+    const std::string dir = benchModelDir(o, log);
     const std::string featureDir = (fs::path(o.cacheDir) / "bench-features").string();
 
     BenchReport rep;
@@ -154,13 +177,7 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
     log("measuring memory bandwidth ...");
     rep.memoryBandwidthGBs = measureMemoryBandwidth(o.threads);
 
-    ImageInput image;
-    if (o.imagePath.empty()) {
-        image.rgb = testPattern();
-        image.label = "test pattern";
-    } else {
-        image = ImageInput::fromFile(o.imagePath);
-    }
+    const ImageInput image = benchImage(o);
     SamplingParams sp;
     sp.greedy = true;
     sp.repetitionPenalty = 1.0f;
@@ -351,6 +368,102 @@ std::string BenchReport::json() const {
     j["memory_bandwidth_gbs"] = memoryBandwidthGBs;
     j["decode_efficiency"] = decodeEfficiency;
     return j.dump(2);
+}
+
+} // namespace mgd
+
+namespace mgd {
+
+namespace {
+
+double median(std::vector<double> v) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+} // namespace
+
+std::string RemoteBenchReport::table() const {
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "model %s\nfirst turn on an image another desk encoded, %zu fresh engines each:\n"
+                  "  with the Redis tier     TTFT median %.1f ms (min %.1f, max %.1f)\n"
+                  "  without                 TTFT median %.1f ms (min %.1f, max %.1f)\n"
+                  "  ratio (without / with)  %.2fx\n  Redis round trip        p50 %.2f ms, p95 %.2f ms\n",
+                  model.c_str(), withMs.size(), median(withMs),
+                  *std::min_element(withMs.begin(), withMs.end()),
+                  *std::max_element(withMs.begin(), withMs.end()), median(withoutMs),
+                  *std::min_element(withoutMs.begin(), withoutMs.end()),
+                  *std::max_element(withoutMs.begin(), withoutMs.end()), median(withoutMs) / median(withMs),
+                  rttP50Ms, rttP95Ms);
+    return buf;
+}
+
+std::string RemoteBenchReport::json() const {
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "{\"model\": \"%s\", \"repetitions\": %zu, \"ttft_with_redis_ms\": %.3f, "
+                  "\"ttft_without_redis_ms\": %.3f, \"ttft_ratio\": %.3f, \"redis_rtt_p50_ms\": %.3f, "
+                  "\"redis_rtt_p95_ms\": %.3f}",
+                  model.c_str(), withMs.size(), median(withMs), median(withoutMs),
+                  median(withoutMs) / median(withMs), rttP50Ms, rttP95Ms);
+    return buf;
+}
+
+RemoteBenchReport runRemoteBenchmark(const BenchOptions &o, const std::string &redisUrl, int repetitions,
+                                     const std::function<void(const std::string &)> &log) {
+    if (redisUrl.empty()) throw Error("the Redis benchmark needs --redis URL");
+    const std::string dir = benchModelDir(o, log);
+    const ImageInput image = benchImage(o);
+    EngineSettings without;
+    without.threads = o.threads;
+    without.dtype = o.dtype;
+    without.featureDiskBytes = 0; // local disk off: a fresh engine is a desk that never saw it
+    without.responseCache = false;
+    EngineSettings with = without;
+    with.redisUrl = redisUrl;
+    SamplingParams sp;
+    sp.greedy = true;
+    sp.maxNewTokens = 1;
+    auto firstTurn = [&](Engine &e) {
+        TurnRequest r;
+        r.text = "Describe the image.";
+        r.images.push_back(image);
+        r.sampling = sp;
+        return e.submitTurn(e.newConversation(), r).stats;
+    };
+    {
+        log("the first desk encodes the image and shares it ...");
+        Engine first(with);
+        first.loadModel(dir);
+        firstTurn(first);
+    } // its destructor finishes the write
+    RemoteBenchReport rep;
+    std::vector<double> rtt;
+    for (int i = 0; i < repetitions; ++i) {
+        Engine a(with), b(without);
+        a.loadModel(dir);
+        b.loadModel(dir);
+        rep.model = a.modelSummary().name + " (" + dir + ")";
+        // Alternate which goes first: the second runs on warmer caches.
+        const TurnStats sa = i % 2 ? firstTurn(a) : TurnStats{}, sb = firstTurn(b);
+        const TurnStats sa2 = i % 2 ? sa : firstTurn(a);
+        if (sa2.imagesEncoded != 0)
+            throw Error("the Redis tier did not serve the image (is the server at " + redisUrl +
+                        " reachable?)");
+        rep.withMs.push_back(sa2.ttftMs);
+        rep.withoutMs.push_back(sb.ttftMs);
+        const MetricsSnapshot m = a.metricsSnapshot();
+        if (auto it = m.latency.find("remote_rtt"); it != m.latency.end() && it->second.count)
+            rtt.push_back(it->second.last);
+        log("repetition " + std::to_string(i + 1) + ": TTFT " + std::to_string(sa2.ttftMs) + " ms with, " +
+            std::to_string(sb.ttftMs) + " ms without");
+    }
+    std::sort(rtt.begin(), rtt.end());
+    rep.rttP50Ms = rtt.empty() ? 0 : rtt[rtt.size() / 2];
+    rep.rttP95Ms = rtt.empty() ? 0 : rtt[std::min(rtt.size() - 1, size_t(0.95 * double(rtt.size())))];
+    return rep;
 }
 
 } // namespace mgd

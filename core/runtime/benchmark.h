@@ -54,4 +54,17 @@ double measureMemoryBandwidth(int threads);
 
 BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const std::string &)> &log);
 
+// The shared Redis tier: the first turn, on an image another desk has already encoded and
+// shared, of a fresh engine with the tier against one without it (local disk tier off, a new
+// pair of engines per repetition).
+struct RemoteBenchReport {
+    std::string model;
+    std::vector<double> withMs, withoutMs; // TTFT per repetition
+    double rttP50Ms = 0, rttP95Ms = 0;     // the lookups' round trips
+    std::string table() const;
+    std::string json() const;
+};
+RemoteBenchReport runRemoteBenchmark(const BenchOptions &o, const std::string &redisUrl, int repetitions,
+                                     const std::function<void(const std::string &)> &log);
+
 } // namespace mgd

@@ -5,12 +5,15 @@
 #include <c10/core/InferenceMode.h>
 #include <xxhash.h>
 
+#include <cstdio>
+
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
 
 #include "core/cache/feature_cache.h"
+#include "core/cache/remote_feature_tier.h"
 #include "core/cache/response_cache.h"
 #include "core/image/preprocess.h"
 #include "core/import/importer.h"
@@ -127,9 +130,48 @@ void Engine::buildCaches() {
     }
     if (settings_.featureCache)
         features_ = std::make_unique<FeatureCache>(featureSettings(settings_), pool_.get());
+    setupRemote();
     // Existing conversations move to the new storage (they re-prefill on their next turn).
     for (auto &[id, c] : conversations_) attachStorage(*c);
     pushPoolStats();
+}
+
+void Engine::setupRemote() {
+    std::shared_ptr<RemoteFeatureTier> remote;
+    std::string error;
+    if (features_ && model_ && !settings_.redisUrl.empty()) {
+        try {
+            RemoteTierSettings rs;
+            rs.url = settings_.redisUrl;
+            rs.ttlSeconds = settings_.redisTtlSeconds;
+            // Keys carry the vision model's identity: another model's features are never read.
+            const std::string &vid = model_->visionIdentity();
+            char id[17];
+            std::snprintf(id, sizeof id, "%016llx",
+                          static_cast<unsigned long long>(XXH3_64bits(vid.data(), vid.size())));
+            rs.modelId = id;
+            remote = std::make_shared<RemoteFeatureTier>(rs);
+        } catch (const std::exception &e) {
+            error = e.what();
+        }
+    }
+    std::lock_guard<std::mutex> lock(remoteMutex_);
+    remote_ = std::move(remote);
+    remoteError_ = error;
+}
+
+std::shared_ptr<RemoteFeatureTier> Engine::remoteTier() const {
+    std::lock_guard<std::mutex> lock(remoteMutex_);
+    return remote_;
+}
+
+std::string Engine::remoteStatus() const {
+    std::lock_guard<std::mutex> lock(remoteMutex_);
+    if (!remoteError_.empty()) return remoteError_;
+    if (!remote_)
+        return settings_.redisUrl.empty() || settings_.featureCache ? "" : "the image-feature cache is off";
+    const RemoteTierStats st = remote_->stats();
+    return st.reachable || st.lastError.empty() ? "" : st.lastError;
 }
 
 void Engine::attachStorage(Conversation &c) {
@@ -154,8 +196,9 @@ void Engine::applySettings(const EngineSettings &s) {
     if (!s.responseCache) responses_->clear();
     if (rebuild) {
         buildCaches(); // sessions lose their KV; the next turn re-prefills
-    } else if (features_) {
-        features_->applySettings(featureSettings(s));
+    } else {
+        if (features_) features_->applySettings(featureSettings(s));
+        if (s.redisUrl != old.redisUrl || s.redisTtlSeconds != old.redisTtlSeconds) setupRemote();
     }
 }
 
@@ -167,7 +210,22 @@ void Engine::clearCaches() {
 }
 
 MetricsSnapshot Engine::metricsSnapshot() const {
-    return metrics_->snapshot();
+    MetricsSnapshot m = metrics_->snapshot();
+    const auto remote = remoteTier();
+    m.gauges["remote_enabled"] = remote ? 1 : 0;
+    if (remote) {
+        const RemoteTierStats st = remote->stats();
+        m.gauges["remote_reachable"] = st.reachable ? 1 : 0;
+        m.counters["remote_hits"] = st.hits;
+        m.counters["remote_misses"] = st.misses;
+        m.counters["remote_errors"] = st.errors;
+        m.counters["remote_rejected"] = st.rejected;
+        m.counters["remote_writes"] = st.writes;
+        m.counters["remote_writes_dropped"] = st.droppedWrites;
+        m.counters["remote_bytes_read"] = st.bytesRead;
+        m.counters["remote_bytes_written"] = st.bytesWritten;
+    }
+    return m;
 }
 
 uint64_t Engine::llmWeightBytes() const {
@@ -337,6 +395,15 @@ at::Tensor Engine::imageFeatures(Conversation &c, int image, TurnStats &stats) {
         metrics_->recordLookup("feature", static_cast<bool>(h));
         if (h) return h.tensor();
     }
+    // Missed here: another desk (or this one before a restart) may have encoded it.
+    const auto remote = features_ ? remoteTier() : nullptr;
+    if (remote) {
+        double rtt = -1;
+        at::Tensor t = remote->get(ci.hash, &rtt);
+        if (rtt >= 0) metrics_->recordLatency("remote_rtt", rtt);
+        metrics_->recordLookup("remote", t.defined());
+        if (t.defined()) return features_->insert(ci.hash, t.to(model().dtype())).tensor();
+    }
     const double e0 = nowMs();
     at::Tensor e = model().encodeImage(ci.pixels);
     const double ms = nowMs() - e0;
@@ -344,6 +411,7 @@ at::Tensor Engine::imageFeatures(Conversation &c, int image, TurnStats &stats) {
     ++stats.imagesEncoded;
     metrics_->recordLatency("image_encode", ms);
     metrics_->addCounter("images_encoded");
+    if (remote) remote->put(ci.hash, e); // written on the tier's own thread
     if (features_)
         features_->insert(ci.hash, e);
     else
@@ -361,7 +429,9 @@ int Engine::preloadImages(const std::vector<std::string> &paths) {
         Prepared prep = prepareImage(ImageInput::fromFile(p), model(), settings_.imageLimits);
         if (features_->contains(prep.hash)) continue;
         const double e0 = nowMs();
-        features_->insert(prep.hash, model().encodeImage(prep.pixels));
+        const at::Tensor e = model().encodeImage(prep.pixels);
+        features_->insert(prep.hash, e);
+        if (const auto remote = remoteTier()) remote->put(prep.hash, e);
         metrics_->recordLatency("image_encode", nowMs() - e0);
         ++computed;
     }

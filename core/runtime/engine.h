@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,7 @@ namespace mgd {
 class MiniGptModel;
 class MemoryPool;
 class FeatureCache;
+class RemoteFeatureTier;
 class ResponseCache;
 struct Conversation;
 struct ConvImage;
@@ -48,6 +50,10 @@ struct EngineSettings {
     uint64_t featureHostBytes = 256ull << 20;
     uint64_t featureDiskBytes = 2ull << 30;
     std::string featureDiskDir; // empty: $XDG_CACHE_HOME/minigpt-desk/features
+    // The shared tier behind host and disk: redis://[:password@]host:port[/db] or
+    // unix:///path; empty: off. Needs featureCache.
+    std::string redisUrl;
+    int redisTtlSeconds = 0; // 0: entries never expire (give Redis a maxmemory + LRU policy)
     EvictionPolicy eviction = EvictionPolicy::Lru;
     // The original's memory behaviour (HF generate): logits for every prompt position, of
     // which only the last is used. Off except to reproduce the original in the benchmark.
@@ -154,7 +160,12 @@ public:
     // toggles, pool size, eviction policy, threads).
     void applySettings(const EngineSettings &s);
     // Thread-safe: may be called from any thread while a turn runs.
+    // With the shared Redis tier on: its counters ("remote_hits", "remote_misses",
+    // "remote_errors", "remote_rejected", "remote_bytes_read", "remote_bytes_written"), gauges
+    // ("remote_enabled", "remote_reachable") and latency "remote_rtt".
     MetricsSnapshot metricsSnapshot() const;
+    // Why the Redis tier is off or last failed ("" when fine or not asked for), with its URL.
+    std::string remoteStatus() const;
     // Computes and caches the features of the given image files (skipping ones already
     // cached); returns how many were computed. Blocking: run it on a worker thread.
     int preloadImages(const std::vector<std::string> &paths);
@@ -188,6 +199,12 @@ private:
     std::unique_ptr<Metrics> metrics_;
     std::unique_ptr<MemoryPool> pool_;
     std::unique_ptr<FeatureCache> features_;
+    // Shared with metricsSnapshot(), which the UI calls from its own thread.
+    std::shared_ptr<RemoteFeatureTier> remote_;
+    std::string remoteError_; // a URL that did not parse
+    mutable std::mutex remoteMutex_;
+    std::shared_ptr<RemoteFeatureTier> remoteTier() const;
+    void setupRemote();
     std::unique_ptr<ResponseCache> responses_;
 };
 

@@ -735,7 +735,8 @@ void writeExamples(const std::string &dir, uint64_t seed) {
         if (!g.ask(scene, kinds[i], turns)) g.ask(scene, QType::Describe, turns);
         const std::string name = "example" + std::to_string(i + 1) + ".png";
         writePng(im, dir + "/" + name);
-        list.push_back({{"image", name}, {"question", turns.front().question}});
+        // The answer is the scene's truth (packaging/check-package.sh compares the installed model with it).
+        list.push_back({{"image", name}, {"question", turns.front().question}, {"answer", turns.front().answer}});
     }
     std::ofstream(dir + "/examples.json") << list.dump(1) << "\n";
 #else

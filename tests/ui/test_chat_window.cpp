@@ -9,14 +9,17 @@
 #include <QDialogButtonBox>
 #include <QDoubleSpinBox>
 #include <QLabel>
+#include <QLineEdit>
 #include <QLineSeries>
 #include <QMessageBox>
 #include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSpinBox>
+#include <QTimer>
 #include <QToolButton>
 #include <QValueAxis>
 
+#include "tests/support/redis_server.h"
 #include "tests/ui/ui_test_support.h"
 #include "ui/conversation_list.h"
 #include "ui/conversation_store.h"
@@ -444,6 +447,40 @@ private slots:
         QCOMPARE(dlg->findChild<QPlainTextEdit *>("systemPrompt")->toPlainText(),
                  QString("Answer in one word."));
         dlg->reject();
+    }
+
+    // Settings > "shared (Redis)": a bad URL is named and the dialog stays; a good one turns the
+    // tier on, and the panel shows it reachable with its lookups.
+    void sharedRedisCacheFromSettingsShowsInThePanel() {
+        mgd_test::RedisServer server;
+        QVERIFY2(server.start(), "redis-server (Debian package 'redis-server') did not start");
+        QTemporaryDir dir;
+        writeSettings(dir);
+        auto w = openWindow(dir);
+        QVERIFY(waitReady(*w));
+        SettingsDialog *dlg = w->openSettings();
+        auto *url = dlg->findChild<QLineEdit *>("redisUrl");
+        QVERIFY(url);
+        url->setText("http://not-redis");
+        QString warned;
+        QTimer::singleShot(200, [&] {
+            if (auto *box = qobject_cast<QMessageBox *>(QApplication::activeModalWidget())) {
+                warned = box->text();
+                box->accept();
+            }
+        });
+        dlg->findChild<QDialogButtonBox *>()->button(QDialogButtonBox::Ok)->click();
+        QVERIFY2(warned.contains("Redis URL 'http://not-redis'"), qPrintable(warned));
+        QVERIFY(dlg->isVisible());
+        url->setText(QString::fromStdString(server.url()));
+        dlg->findChild<QDialogButtonBox *>()->button(QDialogButtonBox::Ok)->click();
+        QCOMPARE(w->settings()->values().engine.redisUrl, server.url());
+        dropFiles(w->messageView()->viewport(), {kImage});
+        typeAndEnter(*w, "What is in this image?");
+        QVERIFY(waitIdle(*w));
+        auto *counters = w->perfPanel()->findChild<QLabel *>("perfCounters");
+        QTRY_VERIFY_WITH_TIMEOUT(counters->text().contains("Redis reachable · hits 0 · misses 1"), 3000);
+        QVERIFY(counters->text().contains("RTT p50"));
     }
 
     void newModelFolderReloadsAndKeepsTheConversation() {
