@@ -1,8 +1,10 @@
 #include "core/model/minigpt_model.h"
 
 #include <ATen/ATen.h>
+#include <cstdio>
 #include <filesystem>
 
+#include "core/metrics/metrics.h"
 #include "core/model/qformer.h"
 #include "core/model/vision_encoder.h"
 #include "core/model/weights.h"
@@ -13,6 +15,25 @@ namespace mgd {
 namespace fs = std::filesystem;
 
 MiniGptModel::~MiniGptModel() = default;
+
+void checkFitsInMemory(const std::string &dir, const std::string &dtype, uint64_t weightBytes,
+                       uint64_t int8Bytes, uint64_t availableBytes) {
+    if (availableBytes == 0 || weightBytes + kWorkingBytes <= availableBytes) return;
+    const double gb = 1e9;
+    char hint[160] = "";
+    if (dtype != "int8" && int8Bytes + kWorkingBytes <= availableBytes)
+        std::snprintf(hint, sizeof hint,
+                      ", or load it in int8 (about %.1f GB: Settings > Precision, or --dtype int8)",
+                      double(int8Bytes + kWorkingBytes) / gb);
+    char msg[768];
+    std::snprintf(
+        msg, sizeof msg,
+        "model folder '%s' needs about %.1f GB of memory in %s (%.1f GB of weights + %.1f GB to work "
+        "in), but this machine has only %.1f GB available (MemAvailable): close other programs%s",
+        dir.c_str(), double(weightBytes + kWorkingBytes) / gb, dtype.c_str(), double(weightBytes) / gb,
+        double(kWorkingBytes) / gb, double(availableBytes) / gb, hint);
+    throw Error(msg);
+}
 
 std::unique_ptr<MiniGptModel> MiniGptModel::load(const std::string &dir, const std::string &dtype) {
     if (!fs::is_directory(dir)) throw Error("model folder '" + dir + "' does not exist");
@@ -40,6 +61,11 @@ std::unique_ptr<MiniGptModel> MiniGptModel::load(const std::string &dir, const s
 
     Weights w = Weights::openFolder(dir);
     const at::ScalarType dt = m->dtype_;
+    checkFitsInMemory(dir,
+                      int8                  ? "int8"
+                      : dt == at::kBFloat16 ? "bfloat16"
+                                            : "float32",
+                      w.loadedBytes(dt, int8), w.loadedBytes(at::kBFloat16, true), availableHostBytes());
     m->vision_ = std::make_unique<VisionEncoder>(w, c.vision, dt);
     // ln_vision computes in fp32 whatever the model dtype (base_model.py LayerNorm subclass).
     m->lnVisionW_ = w.take("ln_vision.weight", {c.vision.width}, at::kFloat);

@@ -2,6 +2,7 @@
 // The MiniGPT composition: vision encoder -> ln_vision -> (Q-Former | 4-patch concat) ->
 // llama_proj -> LLaMA. Loads a model folder: config.json, *.safetensors, tokenizer.model.
 #include <ATen/core/Tensor.h>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,6 +23,13 @@ struct VisionTrace {
     std::vector<at::Tensor> vitBlocks;
     at::Tensor vitOut, lnVisionOut, qformerOut, projInGrouped;
 };
+
+// Refuses, before anything is loaded, a model whose weights (weightBytes, in `dtype`) and
+// working memory do not fit in availableBytes (0: unknown, no check); the error names the
+// folder, both figures, and int8 when int8Bytes would fit.
+inline constexpr uint64_t kWorkingBytes = 512ull << 20; // activations, KV's first blocks, libraries
+void checkFitsInMemory(const std::string &dir, const std::string &dtype, uint64_t weightBytes,
+                       uint64_t int8Bytes, uint64_t availableBytes);
 
 class MiniGptModel {
 public:

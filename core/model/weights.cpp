@@ -129,6 +129,18 @@ at::Tensor Weights::loadRaw(const std::string &name) const {
     return t;
 }
 
+uint64_t Weights::loadedBytes(at::ScalarType dtype, bool int8Llm) const {
+    uint64_t total = 0;
+    for (const auto &[name, src] : index_) {
+        const TensorInfo &t = src.file->info(src.key);
+        uint64_t n = 1;
+        for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
+        const bool q8 = int8Llm && t.shape.size() == 2 && name.rfind("llama_model.model.layers.", 0) == 0;
+        total += q8 ? n + n / 32 * 4 : n * at::elementSize(dtype);
+    }
+    return total;
+}
+
 std::string Weights::fingerprint(const std::string &salt, const std::vector<std::string> &prefixes) const {
     XXH3_state_t *st = XXH3_createState();
     XXH3_128bits_reset(st);

@@ -36,6 +36,9 @@ public:
     // XXH3-128 (hex) of `salt` and the raw bytes of every tensor whose name starts with one
     // of `prefixes`, in name order.
     std::string fingerprint(const std::string &salt, const std::vector<std::string> &prefixes) const;
+    // The bytes the loaded model holds: every tensor in `dtype`, except, with int8Llm, the
+    // LLM's matrices in int8 with one fp32 scale per 32 values.
+    uint64_t loadedBytes(at::ScalarType dtype, bool int8Llm) const;
 
 private:
     struct Source {

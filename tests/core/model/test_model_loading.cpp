@@ -9,6 +9,7 @@
 
 #include "core/model/minigpt_model.h"
 #include "core/model/safetensors.h"
+#include "core/model/weights.h"
 #include "core/runtime/engine.h"
 #include "core/util/error.h"
 
@@ -151,6 +152,35 @@ private slots:
         for (size_t i = 8; i < 200; i += 7) bad[i] = '\x7f';
         std::ofstream(d / "weights.safetensors", std::ios::binary | std::ios::trunc) << bad;
         expectError(d, "weights.safetensors");
+    }
+
+    // A model too large for the machine is refused before loading, with both figures named
+    // (issue 15); a 7B bf16 model on a desktop with 9 GB free: int8 is suggested when it fits.
+    void tooLargeForTheMachineIsRefusedWithTheFigures() {
+        mgd::checkFitsInMemory("/m", "bfloat16", 1000, 500, 0);                         // unknown: no check
+        mgd::checkFitsInMemory("/m", "bfloat16", 1000, 500, mgd::kWorkingBytes + 1000); // just fits
+        try {
+            mgd::checkFitsInMemory("/models/vicuna-7b", "bfloat16", 13'500'000'000ull, 7'600'000'000ull,
+                                   9'000'000'000ull);
+            QFAIL("no error");
+        } catch (const mgd::Error &e) {
+            const QString m = e.what();
+            QVERIFY2(m.contains("'/models/vicuna-7b' needs about 14.0 GB of memory in bfloat16"), e.what());
+            QVERIFY2(m.contains("only 9.0 GB available"), e.what());
+            QVERIFY2(m.contains("load it in int8 (about 8.1 GB"), e.what());
+        }
+        try {
+            mgd::checkFitsInMemory("/m", "int8", 13'500'000'000ull, 7'600'000'000ull, 4'000'000'000ull);
+            QFAIL("no error");
+        } catch (const mgd::Error &e) {
+            QVERIFY2(!QString(e.what()).contains("load it in int8"), e.what());
+        }
+        // The weights' size in each dtype, from the files' headers (the reference model).
+        const mgd::Weights w = mgd::Weights::openFolder(MGD_TEST_DATA "/minigpt4-tiny-hi");
+        const uint64_t f32 = w.loadedBytes(at::kFloat, false), bf16 = w.loadedBytes(at::kBFloat16, false);
+        QVERIFY(f32 > 0);
+        QCOMPARE(f32, 2 * bf16);
+        QVERIFY(w.loadedBytes(at::kBFloat16, true) < bf16); // the LLM's matrices at ~1.1 bytes
     }
 
     void corruptTokenizer() {
