@@ -379,8 +379,8 @@ void PerfPanel::updateLabels(const mgd::MetricsSnapshot &s) {
         auto rtt = s.latency.find("remote_rtt");
         const bool any = rtt != s.latency.end() && rtt->second.count > 0;
         remote =
-            '\n' + tr("Redis %1 · hits %2 · misses %3 · errors %4 · rejected %5 · read %6 · written %7 · "
-                      "RTT p50 %8 / p95 %9")
+            '\n' + tr("Redis %1 · hits %2 · misses %3 · errors %4 · rejected %5 · in %6 · out %7 · "
+                      "RTT %8 / %9 (p50/p95)")
                        .arg(gauge("remote_reachable") > 0 ? tr("reachable") : tr("unreachable"))
                        .arg(counter("remote_hits"))
                        .arg(counter("remote_misses"))
@@ -390,8 +390,9 @@ void PerfPanel::updateLabels(const mgd::MetricsSnapshot &s) {
                             any ? fmtMs(rtt->second.p50) : QStringLiteral("–"),
                             any ? fmtMs(rtt->second.p95) : QStringLiteral("–"));
     }
-    setIfChanged(counters_, tr("hits: %1").arg(hits.join(sep)) + '\n' + counts.join(sep) + '\n' +
-                                memory.join(sep) + remote);
+    // The Redis line next to the hits it explains.
+    setIfChanged(counters_, tr("hits: %1").arg(hits.join(sep)) + remote + '\n' + counts.join(sep) + '\n' +
+                                memory.join(sep));
 }
 
 bool PerfPanel::exportCsv(const QString &path, QString *error) const {

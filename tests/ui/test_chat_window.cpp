@@ -480,7 +480,7 @@ private slots:
         QVERIFY(waitIdle(*w));
         auto *counters = w->perfPanel()->findChild<QLabel *>("perfCounters");
         QTRY_VERIFY_WITH_TIMEOUT(counters->text().contains("Redis reachable · hits 0 · misses 1"), 3000);
-        QVERIFY(counters->text().contains("RTT p50"));
+        QVERIFY(counters->text().contains("(p50/p95)"));
     }
 
     void newModelFolderReloadsAndKeepsTheConversation() {
