@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "core/cache/feature_file.h"
 #include "core/memory/block_store.h"
 
 namespace mgd {
@@ -133,21 +134,5 @@ public:
 private:
     std::shared_ptr<Core> core_;
 };
-
-// The disk tier's file format, public for tests and tools. Little-endian:
-//   "MGDFEAT\0" | u32 version | char key[32] | u8 dtype | u8 ndim | u16 0 | i64 shape[ndim] |
-//   u64 payload bytes | u64 XXH3-64(payload) | u64 XXH3-64(all header bytes before it) | payload
-inline constexpr uint32_t kFeatureFileVersion = 1;
-// Writes atomically (temp file in the same folder, fsync, rename); throws mgd::Error.
-void writeFeatureFile(const std::string &path, const std::string &key, const at::Tensor &value,
-                      uint32_t version = kFeatureFileVersion);
-enum class FeatureFileStatus { Ok, Missing, Corrupt };
-// Reads and verifies one file; out is set only when Ok.
-FeatureFileStatus readFeatureFile(const std::string &path, const std::string &key, at::Tensor &out);
-// The same format in memory (the shared Redis tier's values): encode throws mgd::Error on a bad
-// key or an unsupported dtype; decode checks everything a file read checks, from n bytes at p.
-std::string encodeFeatureBlob(const std::string &key, const at::Tensor &value,
-                              uint32_t version = kFeatureFileVersion);
-FeatureFileStatus decodeFeatureBlob(const uint8_t *p, size_t n, const std::string &key, at::Tensor &out);
 
 } // namespace mgd
