@@ -18,6 +18,8 @@
 #include "core/runtime/benchmark.h"
 #include "core/runtime/engine.h"
 #include "core/runtime/reference_check.h"
+#include "core/runtime/soak.h"
+#include "core/train/demo_data.h"
 #include "core/util/error.h"
 #include "core/util/install_paths.h"
 
@@ -50,6 +52,9 @@ commands:
          read bandwidth measured in the same run
   bench-redis --redis URL [--model DIR] [--image FILE] [--repetitions N] [--json FILE]
          first turn of a fresh desk on an image another desk shared through Redis, vs without
+  soak   [--model DIR] [--turns N] [--image FILE]... [--json FILE]
+         a long session (cancels, regenerates, edits, new and deleted conversations); fails on
+         RSS growth over 2% after warm-up, a pool over budget, or an error
   train-demo --out DIR [--seed N] [--minutes M]   train the built-in demo model (resumable)
   eval-drawings --model DIR --list drawings.json [--set S] [--transcript]
          the demo model on drawings made by other means (tests/data/drawings)
@@ -81,6 +86,7 @@ struct Options {
     bool modelGiven = false;
     std::string shape = "bench";
     int repetitions = 3;
+    int turns = 1000;
     mgd::ImportOptions import;
 };
 
@@ -102,6 +108,8 @@ Options parse(int argc, char **argv) {
             o.import.arch = c.value();
         else if (a == "--shape")
             o.shape = c.value();
+        else if (a == "--turns")
+            o.turns = c.integer();
         else if (a == "--repetitions")
             o.repetitions = c.integer();
         else if (a == "--vit")
@@ -342,6 +350,23 @@ int cmdBenchRedis(const Options &o) {
         mgd::runRemoteBenchmark(benchOptions(o), o.engine.redisUrl, std::max(1, o.repetitions), logLine), o);
 }
 
+int cmdSoak(const Options &o) {
+    mgd::SoakOptions so;
+    so.modelDir = o.model;
+    so.turns = std::max(1, o.turns);
+    so.threads = o.engine.threads > 0 ? o.engine.threads : 1;
+    for (const auto &p : o.images)
+        so.images.push_back(std::make_shared<mgd::RgbImage>(mgd::decodeImageFile(p, {})));
+    if (so.images.empty()) { // twelve generated drawings, different sizes and shapes
+        mgd::demo::DemoGenerator g(20261129);
+        for (int i = 0; i < 12; ++i)
+            so.images.push_back(std::make_shared<mgd::RgbImage>(g.sample(mgd::demo::QType::Describe).image));
+    }
+    const mgd::SoakReport r = mgd::runSoak(so, logLine);
+    printReport(r, o);
+    return r.passed() ? 0 : 1;
+}
+
 int cmdPreload(const Options &o) {
     mgd::Engine e(o.engine);
     loadModel(e, o);
@@ -473,6 +498,7 @@ int main(int argc, char **argv) {
         if (o.command == "info") return cmdInfo(o);
         if (o.command == "bench") return cmdBench(o);
         if (o.command == "bench-redis") return cmdBenchRedis(o);
+        if (o.command == "soak") return cmdSoak(o);
         if (o.command == "preload") return cmdPreload(o);
         if (o.command == "stats") return cmdStats(o);
         if (o.command == "-h" || o.command == "--help" || o.command == "help") {
