@@ -43,14 +43,7 @@ public:
     // The reply when Ok; else `error` says why.
     Reply command(const std::vector<std::string> &args, std::string &error, Outcome &outcome) {
         if (!connect(error, outcome)) return nullptr;
-        std::vector<const char *> argv;
-        std::vector<size_t> lens;
-        for (const auto &a : args) {
-            argv.push_back(a.data());
-            lens.push_back(a.size());
-        }
-        Reply r(
-            static_cast<redisReply *>(redisCommandArgv(ctx_, int(argv.size()), argv.data(), lens.data())));
+        Reply r = send(args);
         if (!r) {
             error = endpoint_.display() + ": " + (ctx_->errstr[0] ? ctx_->errstr : "no reply");
             outcome = Outcome::Failed;
@@ -68,6 +61,18 @@ public:
     }
 
 private:
+    // One binary-safe command on the open connection; null on a connection error or timeout.
+    Reply send(const std::vector<std::string> &args) {
+        std::vector<const char *> argv;
+        std::vector<size_t> lens;
+        for (const auto &a : args) {
+            argv.push_back(a.data());
+            lens.push_back(a.size());
+        }
+        return Reply(
+            static_cast<redisReply *>(redisCommandArgv(ctx_, int(argv.size()), argv.data(), lens.data())));
+    }
+
     bool connect(std::string &error, Outcome &outcome) {
         if (ctx_) return true;
         if (Clock::now() < retryAt_) {
@@ -93,14 +98,7 @@ private:
                                 : std::vector<std::string>{"AUTH", endpoint_.user, endpoint_.password});
         if (endpoint_.db != 0) hello.push_back({"SELECT", std::to_string(endpoint_.db)});
         for (const auto &args : hello) {
-            std::vector<const char *> argv;
-            std::vector<size_t> lens;
-            for (const auto &a : args) {
-                argv.push_back(a.data());
-                lens.push_back(a.size());
-            }
-            Reply r(static_cast<redisReply *>(
-                redisCommandArgv(ctx_, int(argv.size()), argv.data(), lens.data())));
+            Reply r = send(args);
             if (!r || r->type == REDIS_REPLY_ERROR) {
                 lastError_ = error = endpoint_.display() + ": " + args[0] + " failed: " +
                                      (r ? std::string(r->str, r->len) : std::string(ctx_->errstr));
