@@ -5,6 +5,7 @@
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
+#include <QRegularExpression>
 #include <QSaveFile>
 #include <QSet>
 #include <QStandardPaths>
@@ -64,11 +65,18 @@ bool writeAtomically(const QString &path, const QByteArray &data, QString *error
     return true;
 }
 
+// Images are stored as <sha256>.<format>; a file naming anything else (a path such as
+// "../../x") must never make the store read or delete outside its folder.
+bool isStoredImageName(const QString &name) {
+    static const QRegularExpression re("^[0-9a-f]{64}\\.[a-z0-9]{1,8}$");
+    return re.match(name).hasMatch();
+}
+
 QStringList imageNames(const QJsonObject &conv) {
     QStringList names;
     for (const QJsonValue &m : conv["messages"].toArray())
         for (const QJsonValue &img : m.toObject()["images"].toArray())
-            names << img.toObject()["file"].toString();
+            if (const QString n = img.toObject()["file"].toString(); isStoredImageName(n)) names << n;
     return names;
 }
 
@@ -81,8 +89,7 @@ std::optional<QJsonObject> readJson(const QString &path, QString *error) {
     QJsonParseError pe;
     const QJsonDocument doc = QJsonDocument::fromJson(f.readAll(), &pe);
     if (!doc.isObject()) {
-        if (error)
-            *error = QObject::tr("%1 is not a saved conversation (%2)").arg(path, pe.errorString());
+        if (error) *error = QObject::tr("%1 is not a saved conversation (%2)").arg(path, pe.errorString());
         return std::nullopt;
     }
     return doc.object();
@@ -93,8 +100,7 @@ std::optional<QJsonObject> readJson(const QString &path, QString *error) {
 ConversationStore::ConversationStore(const QString &dataDir, QObject *parent)
     : QObject(parent),
       dir_(dataDir.isEmpty()
-               ? QStandardPaths::writableLocation(QStandardPaths::GenericDataLocation) +
-                     "/minigpt-desk"
+               ? QStandardPaths::writableLocation(QStandardPaths::GenericDataLocation) + "/minigpt-desk"
                : dataDir) {
     QDir().mkpath(dir_ + "/conversations");
     QDir().mkpath(dir_ + "/images");
@@ -103,11 +109,17 @@ ConversationStore::ConversationStore(const QString &dataDir, QObject *parent)
     rebuildIndex();
 }
 
-ConversationStore::~ConversationStore() { flush(); }
+ConversationStore::~ConversationStore() {
+    flush();
+}
 
-void ConversationStore::flush() const { writer_.waitForDone(); }
+void ConversationStore::flush() const {
+    writer_.waitForDone();
+}
 
-QString ConversationStore::newId() { return QUuid::createUuid().toString(QUuid::WithoutBraces); }
+QString ConversationStore::newId() {
+    return QUuid::createUuid().toString(QUuid::WithoutBraces);
+}
 
 QString ConversationStore::titleFor(const ConversationData &c) {
     for (const ChatItem &m : c.messages) {
@@ -135,19 +147,19 @@ void ConversationStore::rebuildIndex() {
         const auto o = readJson(d.filePath(name), nullptr);
         if (!o) continue; // unreadable files are left alone, not deleted
         Summary s;
-        s.id = (*o)["id"].toString();
+        // The id is the file's name (what load and remove open), whatever the JSON says.
+        s.id = QFileInfo(name).completeBaseName();
         s.title = (*o)["title"].toString();
         s.updated = QDateTime::fromString((*o)["updated"].toString(), Qt::ISODateWithMs);
         s.messages = static_cast<int>((*o)["messages"].toArray().size());
-        if (!s.id.isEmpty()) index_ << s;
+        if (isValidId(s.id)) index_ << s;
     }
     std::sort(index_.begin(), index_.end(),
               [](const Summary &a, const Summary &b) { return a.updated > b.updated; });
 }
 
 void ConversationStore::touchIndex(const ConversationData &c) {
-    index_.erase(std::remove_if(index_.begin(), index_.end(),
-                                [&](const Summary &s) { return s.id == c.id; }),
+    index_.erase(std::remove_if(index_.begin(), index_.end(), [&](const Summary &s) { return s.id == c.id; }),
                  index_.end());
     index_.prepend({c.id, c.title, c.updated, static_cast<int>(c.messages.size())});
     std::stable_sort(index_.begin(), index_.end(),
@@ -167,8 +179,7 @@ void ConversationStore::save(const ConversationData &c) {
             for (const ImageAttachment &img : m.images) {
                 const QString path = imagePath(img);
                 images.append({path, img.bytes});
-                names.append(
-                    QJsonObject{{"file", QFileInfo(path).fileName()}, {"label", img.label}});
+                names.append(QJsonObject{{"file", QFileInfo(path).fileName()}, {"label", img.label}});
             }
             o["images"] = names;
         } else {
@@ -194,13 +205,22 @@ void ConversationStore::save(const ConversationData &c) {
             if (ok && !QFile::exists(imagePath)) ok = writeAtomically(imagePath, bytes, &error);
         if (ok) ok = writeAtomically(path, json, &error);
         if (!ok)
-            QMetaObject::invokeMethod(this, [this, error] { emit saveFailed(error); },
-                                      Qt::QueuedConnection);
+            QMetaObject::invokeMethod(
+                this, [this, error] { emit saveFailed(error); }, Qt::QueuedConnection);
     });
     touchIndex(c);
 }
 
+bool ConversationStore::isValidId(const QString &id) {
+    static const QRegularExpression re("^[A-Za-z0-9_-]{1,64}$");
+    return re.match(id).hasMatch();
+}
+
 std::optional<ConversationData> ConversationStore::load(const QString &id, QString *error) const {
+    if (!isValidId(id)) {
+        if (error) *error = tr("'%1' is not a conversation id").arg(id);
+        return std::nullopt;
+    }
     flush();
     const auto o = readJson(conversationPath(id), error);
     if (!o) return std::nullopt;
@@ -216,12 +236,19 @@ std::optional<ConversationData> ConversationStore::load(const QString &id, QStri
         item.text = m["text"].toString();
         for (const QJsonValue &iv : m["images"].toArray()) {
             const QJsonObject io = iv.toObject();
+            if (!isStoredImageName(io["file"].toString())) {
+                if (error)
+                    *error = tr("conversation '%1' names an image outside the store: '%2'")
+                                 .arg(c.title, io["file"].toString().left(80));
+                return std::nullopt;
+            }
             const QString path = dir_ + "/images/" + io["file"].toString();
             QString why;
             auto a = attachmentFromFile(path, &why);
             if (!a) {
-                if (error) *error = tr("conversation '%1': image %2 is missing or damaged: %3")
-                                        .arg(c.title, io["file"].toString(), why);
+                if (error)
+                    *error = tr("conversation '%1': image %2 is missing or damaged: %3")
+                                 .arg(c.title, io["file"].toString(), why);
                 return std::nullopt;
             }
             a->label = io["label"].toString();
@@ -238,14 +265,17 @@ std::optional<ConversationData> ConversationStore::load(const QString &id, QStri
 }
 
 bool ConversationStore::remove(const QString &id, QString *error) {
+    if (!isValidId(id)) {
+        if (error) *error = tr("'%1' is not a conversation id").arg(id);
+        return false;
+    }
     flush();
     const auto doomed = readJson(conversationPath(id), error);
     if (!QFile::remove(conversationPath(id))) {
         if (error) *error = tr("could not delete %1").arg(conversationPath(id));
         return false;
     }
-    index_.erase(std::remove_if(index_.begin(), index_.end(),
-                                [&](const Summary &s) { return s.id == id; }),
+    index_.erase(std::remove_if(index_.begin(), index_.end(), [&](const Summary &s) { return s.id == id; }),
                  index_.end());
     if (doomed) {
         QSet<QString> stillUsed;

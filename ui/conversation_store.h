@@ -42,6 +42,8 @@ public:
     bool remove(const QString &id, QString *error);
 
     static QString newId();
+    // Ids name files: letters, digits, '-' and '_' only (newId() makes UUIDs).
+    static bool isValidId(const QString &id);
     static QString titleFor(const ConversationData &c);
 
 signals:

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/import/hf_config.h"
 #include "core/util/error.h"
 
 namespace mgd {
@@ -49,16 +50,6 @@ std::vector<std::string> shardsOfIndex(const fs::path &index) {
     return out;
 }
 
-int intField(const nlohmann::json &j, const std::string &key, const std::string &file, int fallback = -1) {
-    if (!j.contains(key) || j[key].is_null()) {
-        if (fallback >= 0) return fallback;
-        throw Error("'" + file + "': missing \"" + key + "\"");
-    }
-    if (!j[key].is_number_integer() || j[key].get<int64_t>() <= 0 || j[key].get<int64_t>() > (1 << 24))
-        throw Error("'" + file + "': \"" + key + "\" must be a positive integer");
-    return j[key].get<int>();
-}
-
 } // namespace
 
 HfLlmFolder openHfLlmFolder(const std::string &dirIn) {
@@ -69,26 +60,12 @@ HfLlmFolder openHfLlmFolder(const std::string &dirIn) {
 
     const fs::path cfgPath = dir / "config.json";
     if (!fs::exists(cfgPath)) throw Error("LLM folder '" + dirIn + "': missing config.json");
-    const nlohmann::json c = readJson(cfgPath);
-    const std::string cf = cfgPath.string();
-    if (c.contains("model_type") && c["model_type"].is_string() && c["model_type"] != "llama")
-        throw Error("'" + cf + "': model_type is \"" + c["model_type"].get<std::string>() +
-                    "\"; MiniGPT-4 and MiniGPT-v2 use a LLaMA (Vicuna or Llama-2-chat)");
-    LlamaConfig &l = f.config;
-    l.hidden = intField(c, "hidden_size", cf);
-    l.intermediate = intField(c, "intermediate_size", cf);
-    l.layers = intField(c, "num_hidden_layers", cf);
-    l.heads = intField(c, "num_attention_heads", cf);
-    l.kvHeads = intField(c, "num_key_value_heads", cf, l.heads);
-    l.vocabSize = intField(c, "vocab_size", cf);
-    l.maxPositions = intField(c, "max_position_embeddings", cf, 2048);
-    l.rmsEps = c.value("rms_norm_eps", 1e-6);
-    l.ropeTheta =
-        c.contains("rope_theta") && c["rope_theta"].is_number() ? c["rope_theta"].get<double>() : 10000.0;
-    if (c.contains("rope_scaling") && !c["rope_scaling"].is_null())
-        throw Error("'" + cf + "': rope_scaling is set; MiniGPT-4's LLaMA has none (not supported)");
-    if (l.hidden % l.heads != 0 || l.heads % l.kvHeads != 0)
-        throw Error("'" + cf + "': hidden_size / num_attention_heads / num_key_value_heads do not divide");
+    {
+        std::ifstream in(cfgPath, std::ios::binary);
+        if (!in) throw Error("cannot read '" + cfgPath.string() + "'");
+        f.config =
+            hfLlamaConfigFromText(std::string(std::istreambuf_iterator<char>(in), {}), cfgPath.string());
+    }
 
     // Weights: an index names the shards; otherwise one file or every shard of one kind.
     const fs::path stIndex = dir / "model.safetensors.index.json";

@@ -36,6 +36,12 @@ private slots:
         QCOMPARE(r.cancelled, 15);
         QVERIFY(r.regenerated > 0 && r.edited > 0 && r.conversationsDeleted > 0);
         // 100 turns after warm-up: a little allocator noise allowed; 1000 turns must stay within 2%.
+        // Under ASan, freed memory sits in its quarantine (up to 256 MiB) and RSS says nothing;
+        // leaks are its leak checker's job there.
+#if defined(__SANITIZE_ADDRESS__)
+        std::printf("RSS growth not checked under AddressSanitizer\n");
+        return;
+#endif
         QVERIFY2(r.rssGrowthRatio <= 0.05, qPrintable(QString("RSS growth %1").arg(r.rssGrowthRatio)));
     }
 };
