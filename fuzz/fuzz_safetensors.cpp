@@ -1,6 +1,8 @@
 // safetensors: the header (length, JSON, dtypes, shapes, offsets) and the tensors it maps.
 #include <ATen/ATen.h>
 
+#include <cstring>
+
 #include "core/model/safetensors.h"
 #include "fuzz/fuzz_support.h"
 
@@ -12,7 +14,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (info.end - info.begin > (1u << 20)) continue;
             at::Tensor copy = file->load(name);
             at::Tensor view = mgd::SafetensorsFile::view(file, name);
-            if (view.defined() && !at::equal(copy, view)) std::abort();
+            // Bytes, not values: NaN != NaN.
+            if (view.defined() && (view.nbytes() != copy.nbytes() ||
+                                   std::memcmp(view.data_ptr(), copy.data_ptr(), copy.nbytes()) != 0))
+                std::abort();
             file->release(name);
         }
     });

@@ -13,8 +13,8 @@ BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
 cmake -S . -B "$BUILD" -G Ninja -DMGD_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=None >/dev/null
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  mapfile -t targets < <(ls "$BUILD"/build.ninja >/dev/null && grep -o 'build fuzz/fuzz_[a-z_]*:' "$BUILD"/build.ninja |
-    sed 's|build fuzz/fuzz_||; s|:||' | sort -u)
+  mapfile -t targets < <(ls "$BUILD"/build.ninja >/dev/null && grep -oE 'build fuzz/fuzz_[a-z_]+: CXX_EXECUTABLE_LINKER' "$BUILD"/build.ninja |
+    sed 's|build fuzz/fuzz_||; s|: .*||' | sort -u)
 fi
 cmake --build "$BUILD" --target $(printf 'fuzz_%s ' "${targets[@]}")
 

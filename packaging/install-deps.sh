@@ -11,6 +11,7 @@ PKGS=(
   libxxhash-dev nlohmann-json3-dev libssl-dev libhiredis-dev redis-server
   sentencepiece
   xvfb xauth imagemagick clang-format
+  clang-14 libfuzzer-14-dev
 )
 missing=()
 for p in "${PKGS[@]}"; do

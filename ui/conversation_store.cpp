@@ -18,42 +18,14 @@ namespace {
 
 constexpr int kFormatVersion = 1;
 
+// The stats of an answer, in core's one TurnStats codec.
 QJsonObject statsToJson(const mgd::TurnStats &s) {
-    return {{"imagesEncoded", s.imagesEncoded},
-            {"encodeMs", s.encodeMs},
-            {"promptTokens", qint64(s.promptTokens)},
-            {"reusedTokens", qint64(s.reusedTokens)},
-            {"prefillTokens", qint64(s.prefillTokens)},
-            {"prefillMs", s.prefillMs},
-            {"ttftMs", s.ttftMs},
-            {"generatedTokens", s.generatedTokens},
-            {"decodeMs", s.decodeMs},
-            {"decodeMsPerToken", s.decodeMsPerToken},
-            {"totalMs", s.totalMs},
-            {"droppedTurns", s.droppedTurns},
-            {"contextImages", s.contextImages},
-            {"cancelled", s.cancelled},
-            {"stopReason", QString::fromStdString(s.stopReason)}};
+    return QJsonDocument::fromJson(QByteArray::fromStdString(mgd::turnStatsToJson(s))).object();
 }
 
 mgd::TurnStats statsFromJson(const QJsonObject &o) {
-    mgd::TurnStats s;
-    s.imagesEncoded = o["imagesEncoded"].toInt();
-    s.encodeMs = o["encodeMs"].toDouble();
-    s.promptTokens = o["promptTokens"].toInteger();
-    s.reusedTokens = o["reusedTokens"].toInteger();
-    s.prefillTokens = o["prefillTokens"].toInteger();
-    s.prefillMs = o["prefillMs"].toDouble();
-    s.ttftMs = o["ttftMs"].toDouble();
-    s.generatedTokens = o["generatedTokens"].toInt();
-    s.decodeMs = o["decodeMs"].toDouble();
-    s.decodeMsPerToken = o["decodeMsPerToken"].toDouble();
-    s.totalMs = o["totalMs"].toDouble();
-    s.droppedTurns = o["droppedTurns"].toInt();
-    s.contextImages = o["contextImages"].toInt();
-    s.cancelled = o["cancelled"].toBool();
-    s.stopReason = o["stopReason"].toString().toStdString();
-    return s;
+    return mgd::turnStatsFromJson(QJsonDocument(o).toJson(QJsonDocument::Compact).toStdString())
+        .value_or(mgd::TurnStats{});
 }
 
 bool writeAtomically(const QString &path, const QByteArray &data, QString *error) {

@@ -18,13 +18,14 @@ namespace {
 constexpr int kThumb = 112;
 constexpr int kGrounded = 320;
 
-QString ms(double v) { return v >= 1000 ? QString::number(v / 1000, 'f', 2) + " s"
-                                       : QString::number(v, 'f', v < 10 ? 1 : 0) + " ms"; }
+QString ms(double v) {
+    return v >= 1000 ? QString::number(v / 1000, 'f', 2) + " s"
+                     : QString::number(v, 'f', v < 10 ? 1 : 0) + " ms";
+}
 
 } // namespace
 
-MessageWidget::MessageWidget(const ChatItem &item, const ImageAttachment *groundingSource,
-                             QWidget *parent)
+MessageWidget::MessageWidget(const ChatItem &item, const ImageAttachment *groundingSource, QWidget *parent)
     : QFrame(parent) {
     setFrameShape(QFrame::StyledPanel);
     setAutoFillBackground(true);
@@ -43,8 +44,7 @@ MessageWidget::MessageWidget(const ChatItem &item, const ImageAttachment *ground
     copy_->setText(tr("Copy"));
     copy_->setToolTip(tr("Copy this answer"));
     copy_->setAutoRaise(true);
-    connect(copy_, &QToolButton::clicked, this,
-            [this] { QApplication::clipboard()->setText(item_.text); });
+    connect(copy_, &QToolButton::clicked, this, [this] { QApplication::clipboard()->setText(item_.text); });
     head->addWidget(copy_);
     v->addLayout(head);
 
@@ -103,19 +103,21 @@ QString MessageWidget::statsLine(const ChatItem &m) {
             parts << tr("prompt %1 tok, %2 reused").arg(s.promptTokens).arg(s.reusedTokens);
         if (s.droppedTurns > 0)
             parts << tr("%n oldest turn(s) dropped to fit the context", nullptr, s.droppedTurns);
-        if (s.cancelled) parts << tr("stopped");
-        else if (s.stopReason == "max-tokens" || s.stopReason == "context-full")
-            parts << tr("cut at %1").arg(QString::fromStdString(s.stopReason));
+        if (s.cancelled)
+            parts << tr("stopped");
+        else if (s.stopReason == mgd::StopReason::MaxTokens || s.stopReason == mgd::StopReason::ContextFull)
+            parts << tr("cut at %1").arg(QString::fromLatin1(mgd::stopReasonName(s.stopReason)));
     }
     if (!m.error.isEmpty()) parts << m.error;
     return parts.join(QStringLiteral("  ·  "));
 }
 
-QString MessageWidget::renderedText() const { return body_->text(); }
+QString MessageWidget::renderedText() const {
+    return body_->text();
+}
 
 void MessageWidget::setItem(const ChatItem &item, const ImageAttachment *groundingSource) {
-    const bool rebuildThumbs = item.fromUser != item_.fromUser ||
-                               item.images.size() != item_.images.size();
+    const bool rebuildThumbs = item.fromUser != item_.fromUser || item.images.size() != item_.images.size();
     item_ = item;
     groundingSource_ = groundingSource ? *groundingSource : ImageAttachment();
     who_->setText(item_.fromUser ? tr("You") : tr("MiniGPT"));
@@ -128,11 +130,13 @@ void MessageWidget::setItem(const ChatItem &item, const ImageAttachment *groundi
         for (int i = 0; i < item_.images.size(); ++i) {
             const ImageAttachment &a = item_.images[i];
             auto *l = new QLabel(this);
-            if (a.thumbnail.isNull()) l->setText(tr("[%1]").arg(a.label)); // could not be read
-            else l->setPixmap(QPixmap::fromImage(a.thumbnail.scaled(
-                     kThumb, kThumb, Qt::KeepAspectRatio, Qt::SmoothTransformation)));
-            l->setToolTip(tr("%1 (%2 × %3) — click to view").arg(a.label).arg(a.size.width())
-                              .arg(a.size.height()));
+            if (a.thumbnail.isNull())
+                l->setText(tr("[%1]").arg(a.label)); // could not be read
+            else
+                l->setPixmap(QPixmap::fromImage(
+                    a.thumbnail.scaled(kThumb, kThumb, Qt::KeepAspectRatio, Qt::SmoothTransformation)));
+            l->setToolTip(
+                tr("%1 (%2 × %3) — click to view").arg(a.label).arg(a.size.width()).arg(a.size.height()));
             l->setCursor(Qt::PointingHandCursor);
             l->setProperty("imageIndex", i);
             l->installEventFilter(this);
@@ -149,19 +153,17 @@ void MessageWidget::render() {
     if (display != renderedFor_ || body_->text().isEmpty()) {
         renderedFor_ = display;
         // User text is shown as typed; answers are Markdown.
-        body_->setText(item_.fromUser ? display.toHtmlEscaped().replace('\n', "<br>")
-                                      : markdownToHtml(display.isEmpty() && item_.streaming
-                                                           ? QStringLiteral("…")
-                                                           : display,
-                                                       palette()));
+        body_->setText(
+            item_.fromUser
+                ? display.toHtmlEscaped().replace('\n', "<br>")
+                : markdownToHtml(display.isEmpty() && item_.streaming ? QStringLiteral("…") : display,
+                                 palette()));
     }
     body_->setVisible(!(item_.fromUser && item_.text.isEmpty()));
-    const QList<GroundingBox> boxes = item_.fromUser ? QList<GroundingBox>()
-                                                     : parseGrounding(item_.text);
+    const QList<GroundingBox> boxes = item_.fromUser ? QList<GroundingBox>() : parseGrounding(item_.text);
     if (!boxes.isEmpty() && !groundingSource_.bytes.isEmpty()) {
         // Decoding and drawing happen once per change of boxes, not on every streamed token.
-        const QString key =
-            groundingSource_.hash + item_.text.left(item_.text.lastIndexOf('}') + 1);
+        const QString key = groundingSource_.hash + item_.text.left(item_.text.lastIndexOf('}') + 1);
         if (key != groundedFor_) {
             if (groundingDecodedHash_ != groundingSource_.hash) {
                 groundingDecoded_ = QImage::fromData(groundingSource_.bytes);
@@ -169,8 +171,8 @@ void MessageWidget::render() {
             }
             groundedFor_ = key;
             groundedFull_ = drawGrounding(groundingDecoded_, boxes);
-            grounded_->setPixmap(QPixmap::fromImage(groundedFull_.scaled(
-                kGrounded, kGrounded, Qt::KeepAspectRatio, Qt::SmoothTransformation)));
+            grounded_->setPixmap(QPixmap::fromImage(
+                groundedFull_.scaled(kGrounded, kGrounded, Qt::KeepAspectRatio, Qt::SmoothTransformation)));
         }
         grounded_->show();
     } else {

@@ -133,11 +133,5 @@ bool needsModelReload(const SettingsValues &a, const SettingsValues &b) {
 }
 
 bool sameEngineSettings(const mgd::EngineSettings &a, const mgd::EngineSettings &b) {
-    return a.threads == b.threads && a.device == b.device && a.dtype == b.dtype && a.kvReuse == b.kvReuse &&
-           a.featureCache == b.featureCache && a.prefixCache == b.prefixCache &&
-           a.responseCache == b.responseCache && a.memoryPool == b.memoryPool &&
-           a.memoryPoolBytes == b.memoryPoolBytes && a.featureDeviceBytes == b.featureDeviceBytes &&
-           a.featureHostBytes == b.featureHostBytes && a.featureDiskBytes == b.featureDiskBytes &&
-           a.featureDiskDir == b.featureDiskDir && a.redisUrl == b.redisUrl && a.eviction == b.eviction &&
-           a.systemPrompt == b.systemPrompt;
+    return a == b;
 }

@@ -210,14 +210,14 @@ Options parse(int argc, char **argv) {
 }
 
 void printStats(const mgd::TurnStats &s) {
-    std::fprintf(stderr,
-                 "[stats] images encoded %d (%.1f ms) | prompt %lld tok, reused %lld, prefilled %lld "
-                 "(%.1f ms) | TTFT %.1f ms | %d tok, %.2f ms/tok | total %.1f ms | stop: %s%s\n",
-                 s.imagesEncoded, s.encodeMs, static_cast<long long>(s.promptTokens),
-                 static_cast<long long>(s.reusedTokens), static_cast<long long>(s.prefillTokens), s.prefillMs,
-                 s.ttftMs, s.generatedTokens, s.decodeMsPerToken, s.totalMs, s.stopReason.c_str(),
-                 s.droppedTurns ? (" | dropped " + std::to_string(s.droppedTurns) + " old turns").c_str()
-                                : "");
+    std::fprintf(
+        stderr,
+        "[stats] images encoded %d (%.1f ms) | prompt %lld tok, reused %lld, prefilled %lld "
+        "(%.1f ms) | TTFT %.1f ms | %d tok, %.2f ms/tok | total %.1f ms | stop: %s%s\n",
+        s.imagesEncoded, s.encodeMs, static_cast<long long>(s.promptTokens),
+        static_cast<long long>(s.reusedTokens), static_cast<long long>(s.prefillTokens), s.prefillMs,
+        s.ttftMs, s.generatedTokens, s.decodeMsPerToken, s.totalMs, mgd::stopReasonName(s.stopReason),
+        s.droppedTurns ? (" | dropped " + std::to_string(s.droppedTurns) + " old turns").c_str() : "");
 }
 
 void writeMetrics(const mgd::Engine &e, const Options &o) {

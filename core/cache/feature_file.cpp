@@ -25,7 +25,7 @@ namespace mgd {
 
 namespace {
 
-static_assert(std::endian::native == std::endian::little, "feature files are little-endian");
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "feature files are little-endian");
 
 constexpr char kMagic[8] = {'M', 'G', 'D', 'F', 'E', 'A', 'T', '\0'};
 constexpr size_t kKeyChars = 32;

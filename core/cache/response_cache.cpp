@@ -1,6 +1,16 @@
 #include "core/cache/response_cache.h"
 
+#include "core/util/hasher.h"
+
 namespace mgd {
+
+std::string ResponseCache::keyFor(const ResponseRequest &r) {
+    Hasher128 h;
+    h.add(r.modelIdentity);
+    if (r.promptKeys) h.add(r.promptKeys->data(), r.promptKeys->size() * sizeof(int64_t));
+    const int64_t gen[3] = {r.maxNewTokens, static_cast<int64_t>(r.repetitionPenalty * 1e6), r.ignoreEos};
+    return h.add(gen, sizeof gen).digest().hex();
+}
 
 bool ResponseCache::lookup(const std::string &key, CachedResponse &out) {
     std::lock_guard<std::mutex> lock(mu_);

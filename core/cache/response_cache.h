@@ -10,18 +10,31 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/metrics/turn_stats.h"
+
 namespace mgd {
 
 struct CachedResponse {
     std::string text;             // the streamed text, as the callback received it
     std::vector<int32_t> tokens;  // every generated token
     std::vector<int32_t> keptIds; // tokens kept in the conversation
-    std::string stopReason;
+    StopReason stopReason = StopReason::None;
+};
+
+// Everything that decides a greedy answer besides the prompt.
+struct ResponseRequest {
+    std::string modelIdentity;                        // folder, vision identity, effective config
+    const std::vector<int64_t> *promptKeys = nullptr; // token ids and image identities
+    int64_t maxNewTokens = 0;
+    double repetitionPenalty = 1.0;
+    bool ignoreEos = false;
 };
 
 class ResponseCache {
 public:
     explicit ResponseCache(size_t capacity = 256) : capacity_(capacity) {}
+    // The key of a request: 32 hex digits of XXH3-128 over every field.
+    static std::string keyFor(const ResponseRequest &r);
     bool lookup(const std::string &key, CachedResponse &out);
     void insert(const std::string &key, CachedResponse value);
     void clear();

@@ -16,6 +16,7 @@ struct RgbImage {
 struct ImageLimits {
     size_t maxFileBytes = 64u << 20;     // 64 MiB
     int64_t maxPixels = 64LL * 1000 * 1000; // checked from the header, before decoding
+    bool operator==(const ImageLimits &) const = default;
 };
 
 RgbImage decodeImageFile(const std::string &path, const ImageLimits &limits = {});

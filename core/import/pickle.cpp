@@ -406,7 +406,8 @@ bool Unpickler::keyOf(const Value *k, std::string &out) {
     case K::None: out = "n"; return true;
     case K::Float: {
         const double f = k->real();
-        if (f == static_cast<double>(static_cast<int64_t>(f)) && f > -9.2e18 && f < 9.2e18)
+        // Range first: casting a double outside int64's range is undefined.
+        if (f > -9.2e18 && f < 9.2e18 && f == static_cast<double>(static_cast<int64_t>(f)))
             out = "i" + std::to_string(static_cast<int64_t>(f));
         else
             out = "f" + std::to_string(f);

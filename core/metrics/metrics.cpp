@@ -191,8 +191,7 @@ void readCuda(MemorySnapshot &m) {
 #ifdef MGD_CUDA_ALLOCATOR_STATS
     try {
         // auto: the stats type moved between libtorch 1.13 and 2.x; index 0 is AGGREGATE.
-        const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(
-            c10::cuda::current_device());
+        const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(c10::cuda::current_device());
         m.cudaAllocatedBytes = static_cast<uint64_t>(stats.allocated_bytes[0].current);
         m.cudaReservedBytes = static_cast<uint64_t>(stats.reserved_bytes[0].current);
     } catch (...) {
@@ -231,7 +230,9 @@ struct Metrics::Impl {
     }
 };
 
-Metrics::Metrics() : impl_(std::make_unique<Impl>()) { impl_->clear(); }
+Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
+    impl_->clear();
+}
 
 Metrics::~Metrics() = default;
 
@@ -255,8 +256,8 @@ void Metrics::setGauge(const std::string &name, double value) {
     impl_->gauges[name] = value;
 }
 
-void Metrics::setPoolStats(uint64_t capacity, uint64_t used, uint64_t highWater,
-                           uint64_t kvBytes, uint64_t featureBytes, uint64_t allocFailures) {
+void Metrics::setPoolStats(uint64_t capacity, uint64_t used, uint64_t highWater, uint64_t kvBytes,
+                           uint64_t featureBytes, uint64_t allocFailures) {
     std::lock_guard<std::mutex> lock(impl_->mu);
     impl_->pool = {capacity, used, highWater, kvBytes, featureBytes, allocFailures};
 }
@@ -264,6 +265,21 @@ void Metrics::setPoolStats(uint64_t capacity, uint64_t used, uint64_t highWater,
 void Metrics::reset() {
     std::lock_guard<std::mutex> lock(impl_->mu);
     impl_->clear();
+}
+
+void Metrics::recordTurn(const TurnStats &s) {
+    // A turn cancelled before its first token has no time to first token.
+    if (s.generatedTokens > 0 || s.responseCacheHit) recordLatency("ttft", s.ttftMs);
+    recordLatency("turn", s.totalMs);
+    addCounter("turns");
+    if (s.responseCacheHit) return; // the model did not run
+    recordLookup("prefix", s.reusedTokens > 0);
+    recordLatency("prefill", s.prefillMs);
+    addCounter("tokens_prefilled", static_cast<uint64_t>(s.prefillTokens));
+    addCounter("tokens_reused", static_cast<uint64_t>(s.reusedTokens));
+    recordLatency("decode_token", s.decodeMsPerToken);
+    addCounter("tokens_generated", static_cast<uint64_t>(s.generatedTokens));
+    if (s.decodeMs > 0) setGauge("tokens_per_second", 1000.0 * s.generatedTokens / s.decodeMs);
 }
 
 MetricsSnapshot Metrics::snapshot() const {
@@ -274,8 +290,8 @@ MetricsSnapshot Metrics::snapshot() const {
     {
         // Only copies under the lock: recorders wait at most this long.
         std::lock_guard<std::mutex> lock(impl_->mu);
-        s.uptimeSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                                        impl_->start).count();
+        s.uptimeSeconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - impl_->start).count();
         samples.reserve(impl_->latency.size());
         rings.reserve(impl_->latency.size());
         for (const auto &[name, ring] : impl_->latency) {
@@ -314,16 +330,13 @@ std::string MetricsSnapshot::toJson() const {
     j["uptime_seconds"] = uptimeSeconds;
     nlohmann::json lat = nlohmann::json::object();
     for (const auto &[name, l] : latency)
-        lat[name] = {{"count", l.count}, {"mean_ms", l.mean}, {"p50_ms", l.p50},
-                     {"p90_ms", l.p90},   {"p95_ms", l.p95},   {"p99_ms", l.p99},
-                     {"max_ms", l.max},   {"last_ms", l.last}};
+        lat[name] = {{"count", l.count}, {"mean_ms", l.mean}, {"p50_ms", l.p50}, {"p90_ms", l.p90},
+                     {"p95_ms", l.p95},  {"p99_ms", l.p99},   {"max_ms", l.max}, {"last_ms", l.last}};
     j["latency"] = lat;
     nlohmann::json hr = nlohmann::json::object();
     for (const auto &[name, h] : hitRates)
-        hr[name] = {{"lookups", h.lookups},
-                    {"hits", h.hits},
-                    {"rolling", h.rolling},
-                    {"lifetime", h.lifetime()}};
+        hr[name] = {
+            {"lookups", h.lookups}, {"hits", h.hits}, {"rolling", h.rolling}, {"lifetime", h.lifetime()}};
     j["hit_rates"] = hr;
     j["counters"] = counters.empty() ? nlohmann::json::object() : nlohmann::json(counters);
     j["gauges"] = gauges.empty() ? nlohmann::json::object() : nlohmann::json(gauges);

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "core/metrics/turn_stats.h"
+
 namespace mgd {
 
 // Latency distribution of one stage, in milliseconds.
@@ -20,8 +22,8 @@ struct LatencySummary {
 
 // Rolling hit rate of one cache over the last `window` lookups, plus lifetime totals.
 struct HitRate {
-    uint64_t lookups = 0, hits = 0;     // lifetime
-    double rolling = 0;                 // hits / lookups over the recent window, 0..1
+    uint64_t lookups = 0, hits = 0; // lifetime
+    double rolling = 0;             // hits / lookups over the recent window, 0..1
     double lifetime() const { return lookups ? double(hits) / double(lookups) : 0.0; }
 };
 
@@ -33,18 +35,19 @@ struct MemorySnapshot {
     uint64_t processRssBytes = 0, processPeakRssBytes = 0;
     uint64_t poolCapacityBytes = 0, poolUsedBytes = 0, poolHighWaterBytes = 0;
     uint64_t poolKvBytes = 0, poolFeatureBytes = 0, poolAllocFailures = 0;
-    bool cuda = false;                  // the fields below are meaningful only on CUDA
+    bool cuda = false; // the fields below are meaningful only on CUDA
     uint64_t cudaAllocatedBytes = 0, cudaReservedBytes = 0;
-    bool nvml = false;                  // libnvidia-ml was found at run time
+    bool nvml = false; // libnvidia-ml was found at run time
     uint64_t deviceUsedBytes = 0, deviceTotalBytes = 0;
 };
 
 struct MetricsSnapshot {
-    double uptimeSeconds = 0;           // since the Metrics object was created
-    std::map<std::string, LatencySummary> latency; // "image_encode", "prefill", "ttft", "decode_token", "turn"
-    std::map<std::string, HitRate> hitRates;       // "feature", "prefix", "response"
-    std::map<std::string, uint64_t> counters;      // "turns", "tokens_generated", "tokens_prefilled", ...
-    std::map<std::string, double> gauges;          // "tokens_per_second" (last turn), ...
+    double uptimeSeconds = 0; // since the Metrics object was created
+    std::map<std::string, LatencySummary>
+        latency;                              // "image_encode", "prefill", "ttft", "decode_token", "turn"
+    std::map<std::string, HitRate> hitRates;  // "feature", "prefix", "response"
+    std::map<std::string, uint64_t> counters; // "turns", "tokens_generated", "tokens_prefilled", ...
+    std::map<std::string, double> gauges;     // "tokens_per_second" (last turn), ...
     MemorySnapshot memory;
     // One JSON object holding every field above (snake_case keys, bytes and milliseconds).
     std::string toJson() const;
@@ -65,6 +68,9 @@ public:
     void recordLookup(const std::string &cache, bool hit);
     void addCounter(const std::string &name, uint64_t delta = 1);
     void setGauge(const std::string &name, double value);
+    // Everything one finished turn contributes: latencies ttft/turn (and prefill/decode_token
+    // when the model ran), counters turns/tokens_*, the prefix lookup, tokens_per_second.
+    void recordTurn(const TurnStats &s);
     // Pool figures are pushed by their owner; process/CUDA/NVML figures are read at snapshot.
     void setPoolStats(uint64_t capacity, uint64_t used, uint64_t highWater, uint64_t kvBytes,
                       uint64_t featureBytes, uint64_t allocFailures);

@@ -18,7 +18,7 @@ KvCache::KvCache(KvCache &&o) noexcept {
 KvCache &KvCache::operator=(KvCache &&o) noexcept {
     if (this == &o) return *this;
     release();
-    length = o.length;
+    length_ = o.length_;
     shape_ = o.shape_;
     keys_ = std::move(o.keys_);
     values_ = std::move(o.values_);
@@ -27,7 +27,7 @@ KvCache &KvCache::operator=(KvCache &&o) noexcept {
     onExhausted_ = std::move(o.onExhausted_);
     blocks_ = std::move(o.blocks_);
     blockViews_ = std::move(o.blockViews_);
-    o.length = 0;
+    o.length_ = 0;
     o.pool_ = nullptr;
     o.blocks_.clear();
     o.blockViews_.clear();
@@ -80,9 +80,9 @@ void KvCache::reserve(const KvShape &s, int64_t positions) {
     for (int64_t l = 0; l < s.layers; ++l) {
         at::Tensor k = at::empty({s.kvHeads, cap, s.headDim}, opts);
         at::Tensor v = at::empty({s.kvHeads, cap, s.headDim}, opts);
-        if (length > 0 && keys_[l].defined()) {
-            k.narrow(1, 0, length).copy_(keys_[l].narrow(1, 0, length));
-            v.narrow(1, 0, length).copy_(values_[l].narrow(1, 0, length));
+        if (length_ > 0 && keys_[l].defined()) {
+            k.narrow(1, 0, length_).copy_(keys_[l].narrow(1, 0, length_));
+            v.narrow(1, 0, length_).copy_(values_[l].narrow(1, 0, length_));
         }
         keys_[l] = k;
         values_[l] = v;
@@ -118,7 +118,7 @@ std::vector<std::pair<at::Tensor, at::Tensor>> KvCache::segments(int64_t layer, 
 }
 
 void KvCache::copyPrefixFrom(const KvCache &other, int64_t n) {
-    n = std::min(n, other.length);
+    n = std::min(n, other.length_);
     if (n <= 0) return;
     reserve(other.shape_, n);
     for (int64_t l = 0; l < other.shape_.layers; ++l) {
@@ -128,13 +128,20 @@ void KvCache::copyPrefixFrom(const KvCache &other, int64_t n) {
             pos += k.size(1);
         }
     }
-    length = n;
+    length_ = n;
+}
+
+void KvCache::commit(int64_t n) {
+    if (n < length_ || n > capacity())
+        throw Error("KV cache: commit to " + std::to_string(n) + " positions, holds " +
+                    std::to_string(length_) + " of " + std::to_string(capacity()));
+    length_ = n;
 }
 
 void KvCache::truncate(int64_t n) {
-    length = std::min(length, n);
+    length_ = std::min(length_, n);
     if (!pool_) return;
-    const size_t keep = static_cast<size_t>((length + blockPositions_ - 1) / blockPositions_);
+    const size_t keep = static_cast<size_t>((length_ + blockPositions_ - 1) / blockPositions_);
     for (size_t l = 0; l < blocks_.size(); ++l) {
         while (blocks_[l].size() > keep) {
             pool_->release(blocks_[l].back());
@@ -145,7 +152,7 @@ void KvCache::truncate(int64_t n) {
 }
 
 void KvCache::release() {
-    length = 0;
+    length_ = 0;
     if (pool_)
         for (auto &layer : blocks_)
             for (int32_t b : layer) pool_->release(b);

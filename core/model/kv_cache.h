@@ -43,7 +43,10 @@ public:
     // Copies the first n positions of `other` (same shape) into this cache.
     void copyPrefixFrom(const KvCache &other, int64_t n);
 
-    int64_t length = 0;
+    // Positions [0, length()) hold valid keys/values.
+    int64_t length() const { return length_; }
+    // Marks positions [length(), n) as written (after write() filled them in every layer).
+    void commit(int64_t n);
     void truncate(int64_t n);
     void clear() { truncate(0); }
     void release(); // frees all storage
@@ -51,6 +54,7 @@ public:
     bool pooled() const { return pool_ != nullptr; }
 
 private:
+    int64_t length_ = 0;
     KvShape shape_;
     std::vector<at::Tensor> keys_, values_; // contiguous: per layer [kvHeads, capacity, headDim]
     MemoryPool *pool_ = nullptr;

@@ -128,7 +128,7 @@ at::Tensor Llama::mlpBlock(const Layer &l, const at::Tensor &y) const {
 
 at::Tensor Llama::forward(const at::Tensor &embeds, KvCache &cache, bool allLogits,
                           std::vector<at::Tensor> *hidden) const {
-    const int64_t n = embeds.size(1), start = cache.length, total = start + n;
+    const int64_t n = embeds.size(1), start = cache.length(), total = start + n;
     const int64_t D = c_.hidden;
     if (total > c_.maxPositions)
         throw Error("context overflow: " + std::to_string(total) + " positions exceed the model's " +
@@ -151,7 +151,7 @@ at::Tensor Llama::forward(const at::Tensor &embeds, KvCache &cache, bool allLogi
         });
         if (hidden && li + 1 < c_.layers) hidden->push_back(x);
     }
-    cache.length = total;
+    cache.commit(total);
     x = x.reshape({n, D});
     at::Tensor out = allLogits ? x : x.narrow(0, n - 1, 1);
     out = rmsNorm(out, finalNorm_);

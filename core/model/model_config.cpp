@@ -1,5 +1,9 @@
 #include "core/model/model_config.h"
 
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -22,10 +26,28 @@ struct Reader {
     template <typename T> T get(const json &obj, const std::string &path, const char *key) const {
         if (!obj.is_object() || !obj.contains(key))
             throw Error("config '" + label + "': missing key '" + path + key + "'");
+        const json &v = obj.at(key);
+        const auto wrongType = [&] {
+            return Error("config '" + label + "': key '" + path + key + "' has the wrong type");
+        };
+        // nlohmann converts any number to any arithmetic type, undefined when out of range
+        // (3e48 as int): integers must be integers that fit, reals finite numbers.
+        if constexpr (std::is_same_v<T, bool>) {
+            if (!v.is_boolean()) throw wrongType();
+        } else if constexpr (std::is_integral_v<T>) {
+            if (!v.is_number_integer()) throw wrongType();
+            const bool fits = v.is_number_unsigned()
+                                  ? v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                                  : v.get<int64_t>() >= std::numeric_limits<T>::min() &&
+                                        v.get<int64_t>() <= std::numeric_limits<T>::max();
+            if (!fits) throw Error("config '" + label + "': key '" + path + key + "' is out of range");
+        } else if constexpr (std::is_floating_point_v<T>) {
+            if (!v.is_number() || !std::isfinite(v.get<double>())) throw wrongType();
+        }
         try {
-            return obj.at(key).get<T>();
+            return v.get<T>();
         } catch (const json::exception &) {
-            throw Error("config '" + label + "': key '" + path + key + "' has the wrong type");
+            throw wrongType();
         }
     }
     template <typename T>
@@ -84,9 +106,17 @@ void validate(const ModelConfig &c, const Reader &r) {
 
 std::array<float, 3> triple(const Reader &r, const json &obj, const char *key, std::array<float, 3> fb) {
     if (!obj.contains(key)) return fb;
-    auto v = r.get<std::vector<float>>(obj, "image.", key);
-    if (v.size() != 3) throw Error("config '" + r.label + "': image." + key + " needs 3 values");
-    return {v[0], v[1], v[2]};
+    const json &v = obj.at(key);
+    if (!v.is_array() || v.size() != 3)
+        throw Error("config '" + r.label + "': image." + key + " needs 3 values");
+    std::array<float, 3> out{};
+    for (size_t i = 0; i < 3; ++i) {
+        // Preprocessing constants: well inside float's range, or not ours.
+        if (!v[i].is_number() || !(std::fabs(v[i].get<double>()) < 1e6))
+            throw Error("config '" + r.label + "': image." + key + " values must be numbers below 1e6");
+        out[i] = static_cast<float>(v[i].get<double>());
+    }
+    return out;
 }
 
 } // namespace

@@ -8,10 +8,10 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-#include <xxhash.h>
 
 #include "core/model/safetensors.h"
 #include "core/util/error.h"
+#include "core/util/hasher.h"
 
 namespace mgd {
 
@@ -142,26 +142,19 @@ uint64_t Weights::loadedBytes(at::ScalarType dtype, bool int8Llm) const {
 }
 
 std::string Weights::fingerprint(const std::string &salt, const std::vector<std::string> &prefixes) const {
-    XXH3_state_t *st = XXH3_createState();
-    XXH3_128bits_reset(st);
-    XXH3_128bits_update(st, salt.data(), salt.size());
+    Hasher128 h;
+    h.add(salt);
     for (const auto &[name, src] : index_) {
         bool match = false;
         for (const auto &p : prefixes) match = match || name.rfind(p, 0) == 0;
         if (!match) continue;
         const auto &info = src.file->info(src.key);
-        XXH3_128bits_update(st, name.data(), name.size());
-        XXH3_128bits_update(st, src.file->data(src.key), info.end - info.begin);
+        h.add(name).add(src.file->data(src.key), info.end - info.begin);
     }
     // Hashing touched every byte of those tensors; what the modules hold is already copied
     // or viewed, so the pages the hash alone brought in are dropped again.
     for (const auto &f : files_) f->releaseAll();
-    const XXH128_hash_t h = XXH3_128bits_digest(st);
-    XXH3_freeState(st);
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(h.high64),
-                  static_cast<unsigned long long>(h.low64));
-    return buf;
+    return h.digest().hex();
 }
 
 at::Tensor Weights::take(const std::string &name, const std::vector<int64_t> &shape,

@@ -20,9 +20,12 @@
 #include "core/memory/memory_pool.h"
 #include "core/model/minigpt_model.h"
 #include "core/runtime/answer_text.h"
+#include "core/runtime/decode_loop.h"
+#include "core/runtime/prefix_sharing.h"
 #include "core/runtime/prompt_template.h"
 #include "core/runtime/session.h"
 #include "core/util/error.h"
+#include "core/util/hasher.h"
 
 namespace mgd {
 
@@ -31,13 +34,6 @@ namespace {
 double nowMs() {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch())
         .count();
-}
-
-std::string hex128(XXH128_hash_t h) {
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(h.high64),
-                  static_cast<unsigned long long>(h.low64));
-    return buf;
 }
 
 std::string defaultFeatureDir() {
@@ -107,10 +103,7 @@ void Engine::loadModel(const std::string &dir) {
 
 void Engine::buildCaches() {
     // KV blocks and pool-backed features must go back before their pool goes.
-    for (auto &[id, c] : conversations_) {
-        c->session.kv.release();
-        c->session.clear();
-    }
+    for (auto &[id, c] : conversations_) c->session.dropState();
     features_.reset();
     pool_.reset();
     if (!model_) return;
@@ -177,10 +170,10 @@ std::string Engine::remoteStatus() const {
 void Engine::attachStorage(Conversation &c) {
     Conversation *raw = &c;
     if (pool_)
-        c.session.kv.usePool(pool_.get(), settings_.kvBlockPositions,
-                             [this, raw] { return freePoolMemory(raw); });
+        c.session.usePool(pool_.get(), settings_.kvBlockPositions,
+                          [this, raw] { return freePoolMemory(raw); });
     else
-        c.session.kv.usePool(nullptr, 0, {});
+        c.session.usePool(nullptr, 0, {});
 }
 
 void Engine::applySettings(const EngineSettings &s) {
@@ -261,12 +254,11 @@ bool Engine::freePoolMemory(const Conversation *active) {
     if (features_ && pool_ && features_->evictHost(pool_->blockBytes()) > 0) return true;
     Conversation *victim = nullptr;
     for (auto &[id, c] : conversations_)
-        if (c.get() != active && !c->busy && c->session.kv.bytes() > 0 &&
+        if (c.get() != active && !c->busy && c->session.kvBytes() > 0 &&
             (!victim || c->lastUsed < victim->lastUsed))
             victim = c.get();
     if (!victim) return false;
-    victim->session.kv.release();
-    victim->session.clear();
+    victim->session.dropState();
     metrics_->addCounter("kv_evictions");
     return true;
 }
@@ -311,7 +303,6 @@ void Engine::resetConversation(int id) {
     Conversation &c = conv(id);
     c.messages.clear();
     c.images.clear();
-    c.session.kv.truncate(0);
     c.session.clear();
     pushPoolStats();
 }
@@ -362,16 +353,10 @@ Prepared prepareImage(const ImageInput &in, const MiniGptModel &m, const ImageLi
     Prepared p;
     p.pixels = preprocessImage(*img, pp).to(m.dtype()).contiguous();
     // Key: the decoded, preprocessed pixels + the vision model's identity + preprocessing.
-    XXH3_state_t *st = XXH3_createState();
-    XXH3_128bits_reset(st);
-    XXH3_128bits_update(st, p.pixels.data_ptr(), p.pixels.nbytes());
-    const std::string &vid = m.visionIdentity();
-    XXH3_128bits_update(st, vid.data(), vid.size());
-    XXH3_128bits_update(st, &pp, sizeof pp);
-    const XXH128_hash_t h = XXH3_128bits_digest(st);
-    XXH3_freeState(st);
-    p.hash = hex128(h);
-    p.key = h.low64 ^ h.high64;
+    const Digest128 h =
+        Hasher128().add(p.pixels.data_ptr(), p.pixels.nbytes()).add(m.visionIdentity()).addValue(pp).digest();
+    p.hash = h.hex();
+    p.key = h.folded();
     return p;
 }
 
@@ -528,14 +513,20 @@ int Engine::restoreConversation(const std::vector<HistoryMessage> &history) {
     return id;
 }
 
+// The prompt of a turn once it fits the context.
+struct PromptPlan {
+    std::vector<PromptChunk> chunks;
+    std::vector<int64_t> keys; // one per position: token id or image identity (Session's keys)
+    int64_t length = 0;
+    int maxNew = 0; // answer tokens that still fit
+};
+
+// A turn, top to bottom: fit the context -> response cache -> another conversation's prefix
+// -> prefill (images encoded or found in the feature cache on the way) -> decode loop ->
+// record the stats and keep the answer.
 TurnResult Engine::generate(Conversation &c, const SamplingParams &sp, const TokenCallback &onToken,
                             TurnStats stats, double t0) {
-    const MiniGptModel &m = model();
-    ModelConfig cfg = m.config();
-    if (!settings_.systemPrompt.empty()) cfg.systemPrompt = settings_.systemPrompt;
-    const Llama &llm = m.llm();
-    const int imageTokens = cfg.imageTokens();
-    const int64_t ctx = cfg.llm.maxPositions;
+    const ModelConfig cfg = turnConfig();
     c.lastUsed = ++useClock_;
     c.busy = true;
     struct Busy {
@@ -543,19 +534,52 @@ TurnResult Engine::generate(Conversation &c, const SamplingParams &sp, const Tok
         ~Busy() { c.busy = false; }
     } busy{c};
 
-    // Fit the context: drop the oldest whole turns, never the system prompt or the current
-    // question (the original cuts from the left, image included).
-    std::vector<ChatMessage> window = c.messages;
-    std::vector<PromptChunk> chunks;
-    int64_t length = 0;
+    const PromptPlan plan = fitContext(c, cfg, sp, stats);
+
+    std::string responseKey;
+    if (settings_.responseCache && sp.isGreedy()) {
+        responseKey =
+            ResponseCache::keyFor({model().dir() + "|" + model().visionIdentity() + "|" + cfg.toJsonText(),
+                                   &plan.keys, plan.maxNew, sp.repetitionPenalty, sp.ignoreEos});
+        if (auto hit = answerFromResponseCache(c, responseKey, plan, onToken, stats, t0))
+            return std::move(*hit);
+    }
+
+    if (settings_.kvReuse && settings_.prefixCache)
+        stats.prefixFromOtherConversation = startFromSharedPrefix(c, plan);
+
+    const at::Tensor logits = prefill(c, plan, stats);
+
+    const double d0 = nowMs();
+    DecodeOutcome out = decodeAnswer(c.session, model().llm(), model().tokenizer(), cfg, sp, plan.maxNew,
+                                     logits, cancel_, onToken, nowMs);
+    stats.decodeMs = nowMs() - d0;
+    return finishTurn(c, sp, plan, std::move(out), responseKey, stats, t0);
+}
+
+ModelConfig Engine::turnConfig() const {
+    ModelConfig cfg = model().config();
+    if (!settings_.systemPrompt.empty()) cfg.systemPrompt = settings_.systemPrompt;
+    return cfg;
+}
+
+// Drops the oldest whole turns until the prompt and a short answer fit, never the system
+// prompt or the current question (the original cuts from the left, image included).
+PromptPlan Engine::fitContext(const Conversation &c, const ModelConfig &cfg, const SamplingParams &sp,
+                              TurnStats &stats) const {
+    const int imageTokens = cfg.imageTokens();
+    const int64_t ctx = cfg.llm.maxPositions;
     const int64_t minAnswer = std::min<int64_t>(sp.maxNewTokens, 16);
+    std::vector<ChatMessage> window = c.messages;
+    PromptPlan plan;
     for (;;) {
-        chunks = renderPrompt(cfg, window);
-        tokenizeChunks(m.tokenizer(), chunks);
-        length = 0;
-        for (const auto &ch : chunks)
-            length += ch.kind == PromptChunk::Kind::Image ? imageTokens : static_cast<int64_t>(ch.ids.size());
-        if (length + minAnswer <= ctx || window.size() <= 1) break;
+        plan.chunks = renderPrompt(cfg, window);
+        tokenizeChunks(model().tokenizer(), plan.chunks);
+        plan.length = 0;
+        for (const auto &ch : plan.chunks)
+            plan.length +=
+                ch.kind == PromptChunk::Kind::Image ? imageTokens : static_cast<int64_t>(ch.ids.size());
+        if (plan.length + minAnswer <= ctx || window.size() <= 1) break;
         // Drop the oldest question and its answer; its images move to the next question, since
         // later questions are usually about them.
         std::vector<int> carried = window.front().images;
@@ -565,165 +589,97 @@ TurnResult Engine::generate(Conversation &c, const SamplingParams &sp, const Tok
         window.front().images = carried;
         ++stats.droppedTurns;
     }
-    for (const auto &ch : chunks) stats.contextImages += ch.kind == PromptChunk::Kind::Image;
-    if (length + 1 > ctx)
-        throw Error("the message is too long for the model's context: " + std::to_string(length) +
+    for (const auto &ch : plan.chunks) stats.contextImages += ch.kind == PromptChunk::Kind::Image;
+    if (plan.length + 1 > ctx)
+        throw Error("the message is too long for the model's context: " + std::to_string(plan.length) +
                     " tokens, the context holds " + std::to_string(ctx));
-    const int maxNew = static_cast<int>(std::min<int64_t>(sp.maxNewTokens, ctx - length));
+    plan.maxNew = static_cast<int>(std::min<int64_t>(sp.maxNewTokens, ctx - plan.length));
+    plan.keys = promptKeys(
+        plan.chunks, [&](int i) { return c.images.at(i).key; }, imageTokens);
+    return plan;
+}
 
+// An exact repeat of a deterministic request: the stored answer, streamed at once.
+std::optional<TurnResult> Engine::answerFromResponseCache(Conversation &c, const std::string &key,
+                                                          const PromptPlan &plan,
+                                                          const TokenCallback &onToken, TurnStats stats,
+                                                          double t0) {
+    CachedResponse hit;
+    const bool found = responses_->lookup(key, hit);
+    metrics_->recordLookup("response", found);
+    if (!found) return std::nullopt;
+    if (onToken && !hit.text.empty()) onToken(hit.text);
+    stats.ttftMs = stats.totalMs = nowMs() - t0;
+    stats.promptTokens = plan.length;
+    stats.generatedTokens = static_cast<int>(hit.tokens.size());
+    stats.stopReason = hit.stopReason;
+    stats.responseCacheHit = true;
+    metrics_->recordTurn(stats);
+    TurnResult r;
+    r.tokens = hit.tokens;
+    r.answer = postProcessAnswer(hit.text);
+    r.stats = stats;
+    c.messages.push_back(ChatMessage{false, r.answer, {}, hit.keptIds});
+    return r;
+}
+
+bool Engine::startFromSharedPrefix(Conversation &c, const PromptPlan &plan) {
+    std::vector<const Session *> others;
+    std::map<const Session *, Conversation *> owner;
+    for (const auto &[id, other] : conversations_)
+        if (other.get() != &c) {
+            others.push_back(&other->session);
+            owner[&other->session] = other.get();
+        }
+    const PrefixSource src = findSharedPrefix(c.session, others, plan.keys);
+    if (!src.session) return false;
+    // The source must not be evicted to make room for its own copy.
+    Conversation &from = *owner.at(src.session);
+    from.busy = true;
+    struct Release {
+        Conversation &c;
+        ~Release() { c.busy = false; }
+    } release{from};
+    return adoptSharedPrefix(c.session, src, plan.length - 1);
+}
+
+at::Tensor Engine::prefill(Conversation &c, const PromptPlan &plan, TurnStats &stats) {
+    const int imageTokens = model().config().imageTokens();
     auto imageKey = [&](int i) { return c.images.at(i).key; };
-    const std::vector<int64_t> keys = promptKeys(chunks, imageKey, imageTokens);
-
-    // Response cache: an exact repeat of a deterministic request.
-    std::string responseKey;
-    if (settings_.responseCache && sp.isGreedy()) {
-        XXH3_state_t *st = XXH3_createState();
-        XXH3_128bits_reset(st);
-        const std::string id = m.dir() + "|" + m.visionIdentity() + "|" + cfg.toJsonText();
-        XXH3_128bits_update(st, id.data(), id.size());
-        XXH3_128bits_update(st, keys.data(), keys.size() * sizeof(int64_t));
-        const int64_t gen[3] = {maxNew, static_cast<int64_t>(sp.repetitionPenalty * 1e6), sp.ignoreEos};
-        XXH3_128bits_update(st, gen, sizeof gen);
-        responseKey = hex128(XXH3_128bits_digest(st));
-        XXH3_freeState(st);
-        CachedResponse hit;
-        const bool found = responses_->lookup(responseKey, hit);
-        metrics_->recordLookup("response", found);
-        if (found) {
-            if (onToken && !hit.text.empty()) onToken(hit.text);
-            stats.ttftMs = stats.totalMs = nowMs() - t0;
-            stats.promptTokens = length;
-            stats.generatedTokens = static_cast<int>(hit.tokens.size());
-            stats.stopReason = hit.stopReason;
-            stats.responseCacheHit = true;
-            metrics_->recordLatency("ttft", stats.ttftMs);
-            metrics_->recordLatency("turn", stats.totalMs);
-            metrics_->addCounter("turns");
-            TurnResult r;
-            r.tokens = hit.tokens;
-            r.answer = postProcessAnswer(hit.text);
-            r.stats = stats;
-            ChatMessage answer;
-            answer.fromUser = false;
-            answer.text = r.answer;
-            answer.answerIds = hit.keptIds;
-            c.messages.push_back(std::move(answer));
-            return r;
-        }
-    }
-
-    // Prefix cache: a conversation that does not already hold this prompt's prefix starts
-    // from the longest one another conversation holds (system prompt + image, typically).
-    if (settings_.kvReuse && settings_.prefixCache) {
-        const int64_t own = c.session.commonPrefix(keys);
-        Conversation *best = nullptr;
-        int64_t bestLen = own;
-        for (const auto &[id, other] : conversations_)
-            if (other.get() != &c) {
-                const int64_t n = other->session.commonPrefix(keys);
-                if (n > bestLen) bestLen = n, best = other.get();
-            }
-        if (best && bestLen > own + 8) {
-            // The source must not be evicted to make room for its own copy.
-            best->busy = true;
-            struct Release {
-                Conversation *c;
-                ~Release() { c->busy = false; }
-            } release{best};
-            try {
-                c.session.adoptPrefix(best->session, std::min<int64_t>(bestLen, length - 1));
-                stats.prefixFromOtherConversation = true;
-            } catch (const Error &) {
-                // No room for a copy next to its source: an optimisation, not a requirement;
-                // prefill normally (which may then evict the source's KV).
-                c.session.kv.release();
-                c.session.clear();
-            }
-        }
-    }
-
     auto imageEmbeds = [&](int i) { return imageFeatures(c, i, stats); };
     const double p0 = nowMs();
-    PrefillResult pr = c.session.prefill(llm, chunks, imageKey, imageEmbeds, imageTokens, settings_.kvReuse,
-                                         settings_.allPromptLogits);
+    PrefillResult pr = c.session.prefill(model().llm(), plan.chunks, imageKey, imageEmbeds, imageTokens,
+                                         settings_.kvReuse, settings_.allPromptLogits);
     stats.prefillMs = nowMs() - p0 - stats.encodeMs;
     stats.promptTokens = pr.promptTokens;
     stats.reusedTokens = pr.reusedTokens;
     stats.prefillTokens = pr.prefilledTokens;
-    metrics_->recordLookup("prefix", pr.reusedTokens > 0);
-    metrics_->recordLatency("prefill", stats.prefillMs);
-    metrics_->addCounter("tokens_prefilled", static_cast<uint64_t>(pr.prefilledTokens));
-    metrics_->addCounter("tokens_reused", static_cast<uint64_t>(pr.reusedTokens));
     pushPoolStats();
+    return pr.logits.narrow(0, pr.logits.size(0) - 1, 1);
+}
 
-    Sampler sampler(sp);
-    AnswerStream stream(m.tokenizer(), sp.ignoreEos ? std::vector<std::string>{} : cfg.stopStrings);
-    std::vector<int32_t> generated;
-    at::Tensor logits = pr.logits.narrow(0, pr.logits.size(0) - 1, 1);
-    const int64_t tokVocab = m.tokenizer().vocabSize();
-    const int32_t eos = m.tokenizer().eosId();
-    const double d0 = nowMs();
-    stats.stopReason = "max-tokens";
-    for (int i = 0; i < maxNew; ++i) {
-        if (cancel_.load()) {
-            stats.cancelled = true;
-            stats.stopReason = "cancelled";
-            break;
-        }
-        // Never emit an id the tokenizer cannot decode (random or padded vocabularies).
-        at::Tensor l = logits.size(-1) > tokVocab ? logits.narrow(-1, 0, tokVocab) : logits;
-        if (sp.ignoreEos && eos >= 0 && eos < tokVocab)
-            l = l.clone().index_fill_(-1, at::tensor({int64_t{eos}}), -INFINITY);
-        const int32_t id = sampler.sample(l, generated);
-        if (i == 0) {
-            stats.ttftMs = nowMs() - t0;
-            metrics_->recordLatency("ttft", stats.ttftMs);
-        }
-        generated.push_back(id);
-        if (!sp.ignoreEos && (id == eos || id == cfg.llm.eos)) {
-            stats.stopReason = "eos";
-            break;
-        }
-        const std::string piece = stream.push(id);
-        if (!piece.empty() && onToken) onToken(piece);
-        if (stream.stopped()) {
-            stats.stopReason = "stop-string";
-            break;
-        }
-        if (i + 1 < maxNew) logits = c.session.step(llm, id);
-    }
-    if (generated.size() == static_cast<size_t>(maxNew) && maxNew < sp.maxNewTokens)
-        stats.stopReason = "context-full";
-    const std::string tail = stream.flush();
-    if (!tail.empty() && onToken) onToken(tail);
-    stats.decodeMs = nowMs() - d0;
-    stats.generatedTokens = static_cast<int>(generated.size());
-    stats.decodeMsPerToken = generated.empty() ? 0 : stats.decodeMs / static_cast<double>(generated.size());
+TurnResult Engine::finishTurn(Conversation &c, const SamplingParams &sp, const PromptPlan &plan,
+                              DecodeOutcome out, const std::string &responseKey, TurnStats stats, double t0) {
+    stats.stopReason = out.stop;
+    if (out.stop == StopReason::Cancelled) stats.cancelled = true;
+    if (out.stop == StopReason::MaxTokens && plan.maxNew < sp.maxNewTokens)
+        stats.stopReason = StopReason::ContextFull;
+    if (!out.generated.empty()) stats.ttftMs = out.firstTokenAtMs - t0;
+    stats.generatedTokens = static_cast<int>(out.generated.size());
+    stats.decodeMsPerToken =
+        out.generated.empty() ? 0 : stats.decodeMs / static_cast<double>(out.generated.size());
     stats.totalMs = nowMs() - t0;
-    metrics_->recordLatency("decode_token", stats.decodeMsPerToken);
-    metrics_->recordLatency("turn", stats.totalMs);
-    metrics_->addCounter("turns");
-    metrics_->addCounter("tokens_generated", generated.size());
-    if (stats.decodeMs > 0)
-        metrics_->setGauge("tokens_per_second", 1000.0 * generated.size() / stats.decodeMs);
+    metrics_->recordTurn(stats);
     pushPoolStats();
 
     TurnResult r;
-    r.tokens = generated;
-    r.answer = postProcessAnswer(stream.text());
+    r.answer = postProcessAnswer(out.text);
     r.stats = stats;
-    // Keep the tokens the model actually produced, so the next turn reuses their KV. The
-    // LLaMA-2 style templates end an answer with </s>; Vicuna's separator is text.
-    ChatMessage answer;
-    answer.fromUser = false;
-    answer.text = r.answer;
-    answer.answerIds = stream.idsBeforeStop();
-    if (stats.stopReason == "eos" && cfg.promptTemplate != PromptTemplate::Vicuna0)
-        answer.answerIds.push_back(generated.back());
     if (!responseKey.empty() && !stats.cancelled)
         responses_->insert(responseKey,
-                           CachedResponse{stream.text(), generated, answer.answerIds, stats.stopReason});
-    c.messages.push_back(std::move(answer));
+                           CachedResponse{out.text, out.generated, out.keptIds, stats.stopReason});
+    c.messages.push_back(ChatMessage{false, r.answer, {}, std::move(out.keptIds)});
+    r.tokens = std::move(out.generated);
     return r;
 }
 

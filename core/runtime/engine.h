@@ -8,12 +8,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/image/image_decode.h"
 #include "core/import/import_options.h"
 #include "core/metrics/metrics.h"
+#include "core/metrics/turn_stats.h"
 #include "core/runtime/sampling.h"
 
 namespace at {
@@ -29,6 +31,9 @@ class RemoteFeatureTier;
 class ResponseCache;
 struct Conversation;
 struct ConvImage;
+struct ModelConfig;
+struct PromptPlan;
+struct DecodeOutcome;
 
 enum class EvictionPolicy { Lru, Lfu };
 
@@ -61,6 +66,8 @@ struct EngineSettings {
     // The text before the first turn; empty: the model's own (its template's) system prompt.
     std::string systemPrompt;
     ImageLimits imageLimits;
+
+    bool operator==(const EngineSettings &) const = default;
 };
 
 struct ImageInput {
@@ -75,26 +82,6 @@ struct TurnRequest {
     std::string text;
     std::vector<ImageInput> images;
     SamplingParams sampling;
-};
-
-struct TurnStats {
-    int imagesEncoded = 0;
-    double encodeMs = 0;
-    int64_t promptTokens = 0;
-    int64_t reusedTokens = 0;
-    int64_t prefillTokens = 0;
-    double prefillMs = 0;
-    double ttftMs = 0; // request start -> first token available
-    int generatedTokens = 0;
-    double decodeMs = 0;
-    double decodeMsPerToken = 0;
-    double totalMs = 0;
-    int droppedTurns = 0;  // oldest turns dropped to fit the context
-    int contextImages = 0; // images in the prompt
-    bool cancelled = false;
-    bool responseCacheHit = false;            // answered from the response cache
-    bool prefixFromOtherConversation = false; // started from another conversation's KV
-    std::string stopReason;                   // eos | stop-string | max-tokens | context-full | cancelled
 };
 
 struct TurnResult {
@@ -182,8 +169,19 @@ public:
 
 private:
     Conversation &conv(int id) const;
+    // One turn's steps, in the order generate() runs them.
     TurnResult generate(Conversation &c, const SamplingParams &sp, const TokenCallback &onToken,
                         TurnStats stats, double t0);
+    ModelConfig turnConfig() const; // the model's, with the settings' system prompt
+    PromptPlan fitContext(const Conversation &c, const ModelConfig &cfg, const SamplingParams &sp,
+                          TurnStats &stats) const;
+    std::optional<TurnResult> answerFromResponseCache(Conversation &c, const std::string &key,
+                                                      const PromptPlan &plan, const TokenCallback &onToken,
+                                                      TurnStats stats, double t0);
+    bool startFromSharedPrefix(Conversation &c, const PromptPlan &plan);
+    at::Tensor prefill(Conversation &c, const PromptPlan &plan, TurnStats &stats);
+    TurnResult finishTurn(Conversation &c, const SamplingParams &sp, const PromptPlan &plan,
+                          DecodeOutcome out, const std::string &responseKey, TurnStats stats, double t0);
     at::Tensor imageFeatures(Conversation &c, int image, TurnStats &stats);
     ConvImage prepareConvImage(const ImageInput &in) const; // decode, preprocess, hash
     void buildCaches();

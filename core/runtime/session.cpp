@@ -31,7 +31,7 @@ std::vector<int64_t> promptKeys(const std::vector<PromptChunk> &chunks,
 }
 
 int64_t Session::commonPrefix(const std::vector<int64_t> &keys) const {
-    const int64_t held = std::min<int64_t>(kv.length, static_cast<int64_t>(keys_.size()));
+    const int64_t held = std::min<int64_t>(kv_.length(), static_cast<int64_t>(keys_.size()));
     int64_t n = 0;
     while (n < held && n < static_cast<int64_t>(keys.size()) && keys_[n] == keys[n]) ++n;
     return n;
@@ -39,14 +39,24 @@ int64_t Session::commonPrefix(const std::vector<int64_t> &keys) const {
 
 void Session::adoptPrefix(const Session &other, int64_t n) {
     n = std::min<int64_t>(n, other.commonPrefix(other.keys_));
-    kv.truncate(0);
-    kv.copyPrefixFrom(other.kv, n);
+    kv_.truncate(0);
+    kv_.copyPrefixFrom(other.kv_, n);
     keys_.assign(other.keys_.begin(), other.keys_.begin() + n);
 }
 
 void Session::clear() {
-    kv.clear();
+    kv_.clear();
     keys_.clear();
+}
+
+void Session::dropState() {
+    kv_.release();
+    keys_.clear();
+}
+
+void Session::usePool(MemoryPool *pool, int64_t blockPositions, std::function<bool()> onExhausted) {
+    dropState();
+    kv_.usePool(pool, blockPositions, std::move(onExhausted));
 }
 
 PrefillResult Session::prefill(const Llama &llm, const std::vector<PromptChunk> &chunks,
@@ -57,7 +67,7 @@ PrefillResult Session::prefill(const Llama &llm, const std::vector<PromptChunk> 
     const int64_t L = static_cast<int64_t>(keys.size());
     // The last prompt position must always run to produce the next-token logits.
     const int64_t common = reuse ? std::min(commonPrefix(keys), L - 1) : 0;
-    kv.truncate(common);
+    kv_.truncate(common);
     keys_.resize(common);
 
     // Embeddings of positions [common, L): token slices and image slices, in order.
@@ -80,7 +90,7 @@ PrefillResult Session::prefill(const Llama &llm, const std::vector<PromptChunk> 
     }
     at::Tensor embeds = parts.size() == 1 ? parts[0] : at::cat(parts, 1);
     PrefillResult r;
-    r.logits = llm.forward(embeds, kv, allLogits, hidden);
+    r.logits = llm.forward(embeds, kv_, allLogits, hidden);
     keys_ = keys;
     r.promptTokens = L;
     r.reusedTokens = common;
@@ -89,7 +99,7 @@ PrefillResult Session::prefill(const Llama &llm, const std::vector<PromptChunk> 
 }
 
 at::Tensor Session::step(const Llama &llm, int32_t id) {
-    at::Tensor logits = llm.forward(llm.embed(at::tensor({static_cast<int64_t>(id)}, at::kLong)), kv, false);
+    at::Tensor logits = llm.forward(llm.embed(at::tensor({static_cast<int64_t>(id)}, at::kLong)), kv_, false);
     keys_.push_back(id);
     return logits;
 }

@@ -32,17 +32,24 @@ public:
     // Feeds one generated token; returns logits [1, vocab].
     at::Tensor step(const Llama &llm, int32_t id);
 
-    int64_t length() const { return kv.length; }
+    int64_t length() const { return kv_.length(); }
     // Longest common prefix of `keys` with what the KV holds.
     int64_t commonPrefix(const std::vector<int64_t> &keys) const;
     // Starts from the first n positions of another session's KV (a shared prefix).
     void adoptPrefix(const Session &other, int64_t n);
     const std::vector<int64_t> &keys() const { return keys_; }
+    // Forgets the positions but keeps the storage (the next prefill refills it).
     void clear();
-    KvCache kv;
+    // Forgets the positions and frees the storage (blocks back to the pool).
+    void dropState();
+    // Where the KV lives from now on (see KvCache::usePool); drops the current state.
+    void usePool(MemoryPool *pool, int64_t blockPositions, std::function<bool()> onExhausted);
+    uint64_t kvBytes() const { return kv_.bytes(); }
+    const KvCache &kv() const { return kv_; }
 
 private:
-    std::vector<int64_t> keys_; // one per position in kv
+    KvCache kv_;
+    std::vector<int64_t> keys_; // one per position in kv_
 };
 
 // Keys of a tokenized prompt (same encoding Session uses), for tests and the response cache.

@@ -25,14 +25,16 @@ ConversationData conversation(const QString &question, const ImageAttachment &im
     mgd::TurnStats s;
     s.ttftMs = 12.5;
     s.generatedTokens = 7;
-    s.stopReason = "eos";
+    s.stopReason = mgd::StopReason::Eos;
     a.stats = s;
     c.messages << q << a;
     c.title = ConversationStore::titleFor(c);
     return c;
 }
 
-int files(const QString &dir) { return static_cast<int>(QDir(dir).entryList(QDir::Files).size()); }
+int files(const QString &dir) {
+    return static_cast<int>(QDir(dir).entryList(QDir::Files).size());
+}
 
 } // namespace
 
@@ -64,7 +66,7 @@ private slots:
         QVERIFY(!back->messages[1].fromUser);
         QCOMPARE(back->messages[1].stats->ttftMs, 12.5);
         QCOMPARE(back->messages[1].stats->generatedTokens, 7);
-        QCOMPARE(QString::fromStdString(back->messages[1].stats->stopReason),
+        QCOMPARE(QString::fromLatin1(mgd::stopReasonName(back->messages[1].stats->stopReason)),
                  QStringLiteral("eos"));
     }
 
@@ -74,8 +76,8 @@ private slots:
         const auto img = attachmentFromFile(kImage, &error);
         QFile f(kImage);
         QVERIFY(f.open(QIODevice::ReadOnly));
-        const QString sha = QString::fromLatin1(
-            QCryptographicHash::hash(f.readAll(), QCryptographicHash::Sha256).toHex());
+        const QString sha =
+            QString::fromLatin1(QCryptographicHash::hash(f.readAll(), QCryptographicHash::Sha256).toHex());
         QCOMPARE(img->hash, sha);
         ConversationStore store(dir.path());
         const ConversationData a = conversation("first", *img), b = conversation("second", *img);
@@ -114,8 +116,7 @@ private slots:
         store.flush();
         ConversationStore reopened(dir.path());
         QCOMPARE(reopened.list().size(), 1);
-        QCOMPARE(reopened.load(c.id, &error)->messages[1].text,
-                 QStringLiteral("a longer, newer answer"));
+        QCOMPARE(reopened.load(c.id, &error)->messages[1].text, QStringLiteral("a longer, newer answer"));
         QVERIFY(QFile::exists(dir.filePath("conversations/broken.json")));
         QVERIFY(!reopened.load("broken", &error));
         QVERIFY(!error.isEmpty());
@@ -133,6 +134,30 @@ private slots:
         error.clear();
         QVERIFY(!store.load(c.id, &error));
         QVERIFY2(error.contains(img->hash), qPrintable(error));
+    }
+
+    // A conversation file is outside data once it can be copied in: whatever id or image
+    // names it holds, the store reads and deletes only inside its own folder.
+    void hostileNamesNeverLeaveTheDataFolder() {
+        QTemporaryDir root;
+        const QString data = root.filePath("data"), victim = root.filePath("victim.png");
+        QDir().mkpath(data + "/conversations");
+        QVERIFY(QFile::copy(kImage, victim));
+        QFile f(data + "/conversations/hostile.json");
+        QVERIFY(f.open(QIODevice::WriteOnly));
+        f.write(R"({"version":1,"id":"../../victim","title":"t","updated":"2026-01-01T00:00:00.000Z",
+                   "messages":[{"role":"user","text":"hi","images":[{"file":"../../victim.png","label":"x"}]}]})");
+        f.close();
+        ConversationStore store(data);
+        QCOMPARE(store.list().size(), 1);
+        QCOMPARE(store.list().first().id, QString("hostile")); // the file's name, not the JSON's id
+        QString error;
+        QVERIFY(!store.load("hostile", &error));
+        QVERIFY2(error.contains("outside the store"), qPrintable(error));
+        QVERIFY(!store.load("../victim", &error));
+        QVERIFY(!store.remove("../../victim", &error));
+        QVERIFY(store.remove("hostile", &error));
+        QVERIFY(QFile::exists(victim));
     }
 };
 

@@ -12,6 +12,12 @@
 
 using mgd::Metrics;
 using mgd::MetricsSnapshot;
+using mgd::StopReason;
+using mgd::stopReasonFromName;
+using mgd::stopReasonName;
+using mgd::TurnStats;
+using mgd::turnStatsFromJson;
+using mgd::turnStatsToJson;
 
 class TestMetrics : public QObject {
     Q_OBJECT
@@ -112,8 +118,8 @@ private slots:
         for (int i = 0; i < 1000; ++i) {
             const auto t0 = std::chrono::steady_clock::now();
             const MetricsSnapshot s = m.snapshot();
-            const double ms = std::chrono::duration<double, std::milli>(
-                                  std::chrono::steady_clock::now() - t0).count();
+            const double ms =
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
             totalMs += ms;
             worstMs = std::max(worstMs, ms);
             // Each metric is internally consistent.
@@ -129,8 +135,7 @@ private slots:
         }
         stop = true;
         for (auto &w : writers) w.join();
-        qInfo("snapshot under 3 writers: mean %.1f us, worst %.1f us", totalMs * 1000 / 1000,
-              worstMs * 1000);
+        qInfo("snapshot under 3 writers: mean %.1f us, worst %.1f us", totalMs * 1000 / 1000, worstMs * 1000);
 
         // Quiet cost with every standard ring full (what the panel pays 10 times a second).
         Metrics full;
@@ -139,8 +144,8 @@ private slots:
                 full.recordLatency(s, double((i * 7919) % 1000));
         const auto t0 = std::chrono::steady_clock::now();
         for (int i = 0; i < 200; ++i) full.snapshot();
-        const double us = std::chrono::duration<double, std::micro>(
-                              std::chrono::steady_clock::now() - t0).count() / 200;
+        const double us =
+            std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / 200;
         qInfo("snapshot with 5 full rings of %zu samples: %.1f us", Metrics::kLatencyWindow, us);
     }
 
@@ -155,8 +160,8 @@ private slots:
         QVERIFY(s.memory.processPeakRssBytes >= s.memory.processRssBytes);
         qInfo("rss %llu MiB, peak %llu MiB, cuda %d, nvml %d",
               static_cast<unsigned long long>(s.memory.processRssBytes >> 20),
-              static_cast<unsigned long long>(s.memory.processPeakRssBytes >> 20),
-              int(s.memory.cuda), int(s.memory.nvml));
+              static_cast<unsigned long long>(s.memory.processPeakRssBytes >> 20), int(s.memory.cuda),
+              int(s.memory.nvml));
         // Absent NVML or CUDA is not an error: the device fields simply stay consistent.
         if (!s.memory.nvml && !s.memory.cuda) {
             QCOMPARE(s.memory.deviceTotalBytes, uint64_t(0));
@@ -180,11 +185,10 @@ private slots:
         const nlohmann::json j = nlohmann::json::parse(s.toJson());
 
         QCOMPARE(j.at("uptime_seconds").get<double>(), s.uptimeSeconds);
-        for (const char *stage : {"image_encode", "prefill", "ttft", "decode_token", "turn",
-                                  "my_stage"}) {
+        for (const char *stage : {"image_encode", "prefill", "ttft", "decode_token", "turn", "my_stage"}) {
             const auto &l = j.at("latency").at(stage);
-            for (const char *k : {"count", "mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms",
-                                  "max_ms", "last_ms"})
+            for (const char *k :
+                 {"count", "mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "last_ms"})
                 QVERIFY2(l.contains(k), (std::string(stage) + "." + k).c_str());
         }
         QCOMPARE(j["latency"]["ttft"]["p50_ms"].get<double>(), 12.5);
@@ -202,19 +206,18 @@ private slots:
         // Every memory field, with its value.
         const auto &mem = j.at("memory");
         const mgd::MemorySnapshot &ms = s.memory;
-        const std::pair<const char *, uint64_t> bytes[] = {
-            {"process_rss_bytes", ms.processRssBytes},
-            {"process_peak_rss_bytes", ms.processPeakRssBytes},
-            {"pool_capacity_bytes", 1 << 20},
-            {"pool_used_bytes", 4096},
-            {"pool_high_water_bytes", 8192},
-            {"pool_kv_bytes", 2048},
-            {"pool_feature_bytes", 2048},
-            {"pool_alloc_failures", 3},
-            {"cuda_allocated_bytes", ms.cudaAllocatedBytes},
-            {"cuda_reserved_bytes", ms.cudaReservedBytes},
-            {"device_used_bytes", ms.deviceUsedBytes},
-            {"device_total_bytes", ms.deviceTotalBytes}};
+        const std::pair<const char *, uint64_t> bytes[] = {{"process_rss_bytes", ms.processRssBytes},
+                                                           {"process_peak_rss_bytes", ms.processPeakRssBytes},
+                                                           {"pool_capacity_bytes", 1 << 20},
+                                                           {"pool_used_bytes", 4096},
+                                                           {"pool_high_water_bytes", 8192},
+                                                           {"pool_kv_bytes", 2048},
+                                                           {"pool_feature_bytes", 2048},
+                                                           {"pool_alloc_failures", 3},
+                                                           {"cuda_allocated_bytes", ms.cudaAllocatedBytes},
+                                                           {"cuda_reserved_bytes", ms.cudaReservedBytes},
+                                                           {"device_used_bytes", ms.deviceUsedBytes},
+                                                           {"device_total_bytes", ms.deviceTotalBytes}};
         for (const auto &[k, v] : bytes) {
             QVERIFY2(mem.contains(k), k);
             QCOMPARE(mem[k].get<uint64_t>(), v);
@@ -222,6 +225,81 @@ private slots:
         QCOMPARE(mem.at("cuda").get<bool>(), ms.cuda);
         QCOMPARE(mem.at("nvml").get<bool>(), ms.nvml);
         QCOMPARE(mem.size(), std::size(bytes) + 2); // nothing unlisted, nothing missing
+    }
+
+    // The one TurnStats codec (the conversation store saves answers' stats with it).
+    void turnStatsJsonRoundTripsEveryField() {
+        TurnStats s;
+        s.imagesEncoded = 2;
+        s.encodeMs = 1.25;
+        s.promptTokens = 5000000000LL;
+        s.reusedTokens = 7;
+        s.prefillTokens = 8;
+        s.prefillMs = 9.5;
+        s.ttftMs = 10.5;
+        s.generatedTokens = 11;
+        s.decodeMs = 12.5;
+        s.decodeMsPerToken = 1.125;
+        s.totalMs = 14.5;
+        s.droppedTurns = 1;
+        s.contextImages = 3;
+        s.cancelled = true;
+        s.responseCacheHit = true;
+        s.prefixFromOtherConversation = true;
+        for (StopReason r : {StopReason::None, StopReason::Eos, StopReason::StopString, StopReason::MaxTokens,
+                             StopReason::ContextFull, StopReason::Cancelled}) {
+            s.stopReason = r;
+            const auto back = turnStatsFromJson(turnStatsToJson(s));
+            QVERIFY(back);
+            QVERIFY2(*back == s, turnStatsToJson(s).c_str());
+            QCOMPARE(stopReasonFromName(stopReasonName(r)), std::optional<StopReason>(r));
+        }
+        QCOMPARE(nlohmann::json::parse(turnStatsToJson(s)).size(), size_t(17)); // every field named
+    }
+
+    void turnStatsJsonToleratesOldAndDamagedFiles() {
+        // Missing fields, wrong types, unknown stop reason, out-of-range ints: defaults.
+        const auto s = turnStatsFromJson(R"({"ttftMs": 3.5, "generatedTokens": "many", "droppedTurns": 1e30,
+                                              "contextImages": 99999999999, "stopReason": "asteroid",
+                                              "cancelled": 1, "extra": [1,2]})");
+        QVERIFY(s);
+        QCOMPARE(s->ttftMs, 3.5);
+        QCOMPARE(s->generatedTokens, 0);
+        QCOMPARE(s->droppedTurns, 0);
+        QCOMPARE(s->contextImages, 0);
+        QCOMPARE(s->stopReason, StopReason::None);
+        QCOMPARE(s->cancelled, false);
+        QVERIFY(!turnStatsFromJson("[1,2]"));
+        QVERIFY(!turnStatsFromJson("{not json"));
+    }
+
+    void recordTurnFeedsEveryStage() {
+        Metrics m;
+        TurnStats t;
+        t.ttftMs = 20;
+        t.totalMs = 50;
+        t.prefillMs = 15;
+        t.prefillTokens = 30;
+        t.reusedTokens = 10;
+        t.generatedTokens = 4;
+        t.decodeMs = 40;
+        t.decodeMsPerToken = 10;
+        m.recordTurn(t);
+        TurnStats hit;
+        hit.responseCacheHit = true;
+        hit.ttftMs = hit.totalMs = 1;
+        hit.generatedTokens = 4;
+        m.recordTurn(hit);
+        const MetricsSnapshot s = m.snapshot();
+        QCOMPARE(s.latency.at("ttft").count, uint64_t(2));
+        QCOMPARE(s.latency.at("turn").count, uint64_t(2));
+        QCOMPARE(s.latency.at("prefill").count, uint64_t(1)); // the hit ran no model
+        QCOMPARE(s.latency.at("decode_token").count, uint64_t(1));
+        QCOMPARE(s.counters.at("turns"), uint64_t(2));
+        QCOMPARE(s.counters.at("tokens_prefilled"), uint64_t(30));
+        QCOMPARE(s.counters.at("tokens_reused"), uint64_t(10));
+        QCOMPARE(s.counters.at("tokens_generated"), uint64_t(4));
+        QCOMPARE(s.gauges.at("tokens_per_second"), 100.0);
     }
 };
 

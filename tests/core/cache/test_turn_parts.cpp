@@ -1,0 +1,85 @@
+// Small parts of a turn that carry its identity: the hasher every key is built with, the
+// response cache's key, the KV cache's length commit and the engine settings' equality.
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <QtTest>
+#include <xxhash.h>
+
+#include "core/cache/response_cache.h"
+#include "core/model/kv_cache.h"
+#include "core/runtime/engine.h"
+#include "core/util/error.h"
+#include "core/util/hasher.h"
+
+using namespace mgd;
+
+class TestTurnParts : public QObject {
+    Q_OBJECT
+
+private slots:
+    void hasherStreamsLikeOneShotXxh3() {
+        const std::string a = "model folder|", b(1000, 'x');
+        const int64_t v = 42;
+        std::string all = a + b;
+        all.append(reinterpret_cast<const char *>(&v), sizeof v);
+        const XXH128_hash_t ref = XXH3_128bits(all.data(), all.size());
+        const Digest128 d = Hasher128().add(a).add(b).addValue(v).digest();
+        QCOMPARE(d.high, uint64_t(ref.high64));
+        QCOMPARE(d.low, uint64_t(ref.low64));
+        QCOMPARE(d.hex().size(), size_t(32));
+        QCOMPARE(Hasher128().digest().hex(), Hasher128().add("", 0).digest().hex());
+    }
+
+    void responseKeyChangesWithEveryField() {
+        const std::vector<int64_t> keys{1, 2, 3, -77}, other{1, 2, 3, -78};
+        const ResponseRequest base{"model-a", &keys, 64, 1.0, false};
+        const std::string k = ResponseCache::keyFor(base);
+        QCOMPARE(ResponseCache::keyFor(base), k); // deterministic
+        ResponseRequest r = base;
+        r.modelIdentity = "model-b";
+        QVERIFY(ResponseCache::keyFor(r) != k);
+        r = base;
+        r.promptKeys = &other;
+        QVERIFY(ResponseCache::keyFor(r) != k);
+        r = base;
+        r.maxNewTokens = 65;
+        QVERIFY(ResponseCache::keyFor(r) != k);
+        r = base;
+        r.repetitionPenalty = 1.1;
+        QVERIFY(ResponseCache::keyFor(r) != k);
+        r = base;
+        r.ignoreEos = true;
+        QVERIFY(ResponseCache::keyFor(r) != k);
+    }
+
+    void kvCommitOnlyMovesForwardWithinCapacity() {
+        c10::InferenceMode guard;
+        KvCache kv;
+        const KvShape s{2, 2, 4, 64, at::kFloat, at::kCPU};
+        kv.reserve(s, 10);
+        QCOMPARE(kv.length(), int64_t(0));
+        kv.commit(10);
+        QCOMPARE(kv.length(), int64_t(10));
+        QVERIFY_THROWS_EXCEPTION(Error, kv.commit(5));      // backwards: truncate() does that
+        QVERIFY_THROWS_EXCEPTION(Error, kv.commit(100000)); // past what was reserved
+        kv.truncate(3);
+        QCOMPARE(kv.length(), int64_t(3));
+    }
+
+    void engineSettingsCompareEveryField() {
+        const EngineSettings a;
+        QVERIFY(a == EngineSettings{});
+        EngineSettings b;
+        b.kvBlockPositions = 256; // the UI's old field-by-field comparison missed this one
+        QVERIFY(!(a == b));
+        b = a;
+        b.redisTtlSeconds = 60;
+        QVERIFY(!(a == b));
+        b = a;
+        b.imageLimits.maxPixels = 1;
+        QVERIFY(!(a == b));
+    }
+};
+
+QTEST_APPLESS_MAIN(TestTurnParts)
+#include "test_turn_parts.moc"
