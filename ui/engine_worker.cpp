@@ -43,7 +43,9 @@ void registerWorkerTypes() {
     qRegisterMetaType<mgd::ModelSummary>();
 }
 
-EngineWorker::EngineWorker(QObject *parent) : QObject(parent) { registerWorkerTypes(); }
+EngineWorker::EngineWorker(QObject *parent) : QObject(parent) {
+    registerWorkerTypes();
+}
 
 EngineWorker::~EngineWorker() = default;
 
@@ -108,8 +110,11 @@ int EngineWorker::engineConversation(const TurnJob &job) {
         h.images = toInputs(m.images);
         history.push_back(std::move(h));
     }
-    const int id = history.empty() ? engine_->newConversation()
-                                   : engine_->restoreConversation(history);
+    // The store's id tags the engine's conversation: its state is saved under it and found
+    // again after a restart.
+    const std::string tag = job.conversation.toStdString();
+    const int id =
+        history.empty() ? engine_->newConversation(tag) : engine_->restoreConversation(history, tag);
     conversations_[job.conversation] = id;
     return id;
 }
@@ -124,8 +129,7 @@ void EngineWorker::runTurn(const TurnJob &job) {
             emit tokenStreamed(job.id, QString::fromStdString(piece));
             // A cancel that arrived before the engine started this turn was cleared by it.
             if (cancelledJob_.load() == job.id) engine_->cancel();
-            if (const int ms = tokenDelayMs_.load())
-                QThread::msleep(static_cast<unsigned long>(ms));
+            if (const int ms = tokenDelayMs_.load()) QThread::msleep(static_cast<unsigned long>(ms));
         };
         mgd::TurnResult r;
         switch (job.kind) {
@@ -148,6 +152,8 @@ void EngineWorker::runTurn(const TurnJob &job) {
 }
 
 void EngineWorker::forgetConversation(const QString &conversation) {
+    // Deleted by the user: its saved state goes too, open in this session or not.
+    if (engine_) engine_->forgetSavedState(conversation.toStdString());
     auto it = conversations_.find(conversation);
     if (it == conversations_.end()) return;
     if (engine_) engine_->deleteConversation(it->second);

@@ -18,10 +18,10 @@
 struct TurnJob {
     enum class Kind { Submit, Regenerate, EditLast };
     quint64 id = 0;
-    QString conversation;              // the UI's conversation id
+    QString conversation; // the UI's conversation id
     Kind kind = Kind::Submit;
-    QString text;                      // Submit, EditLast
-    QList<ImageAttachment> images;     // Submit, EditLast
+    QString text;                  // Submit, EditLast
+    QList<ImageAttachment> images; // Submit, EditLast
     mgd::SamplingParams sampling;
     // The conversation before this action. An engine that has not seen the conversation
     // (after a restart or a model reload) is given it first, so the model keeps its context.
@@ -63,6 +63,7 @@ public slots:
     void loadModel(const QString &dir, const mgd::EngineSettings &settings);
     void applySettings(const mgd::EngineSettings &settings);
     void runTurn(const TurnJob &job);
+    // The user deleted the conversation: drops the engine's copy and its saved state.
     void forgetConversation(const QString &conversation);
     // Destroys the engine on the thread that created it; call before the thread quits.
     void shutdown();
@@ -82,7 +83,7 @@ private:
     int engineConversation(const TurnJob &job);
     void ensureEngine(const mgd::EngineSettings &settings);
 
-    mutable QMutex engineMutex_;         // guards the pointer (not the engine) for other threads
+    mutable QMutex engineMutex_; // guards the pointer (not the engine) for other threads
     std::unique_ptr<mgd::Engine> engine_;
     std::map<QString, int> conversations_; // UI id -> engine id (worker thread only)
     std::atomic<quint64> runningJob_{0};

@@ -131,6 +131,43 @@ void KvCache::copyPrefixFrom(const KvCache &other, int64_t n) {
     length_ = n;
 }
 
+std::vector<at::Tensor> KvCache::exportState() const {
+    std::vector<at::Tensor> out;
+    if (length_ == 0) return out;
+    for (int64_t l = 0; l < shape_.layers; ++l) {
+        at::Tensor t =
+            at::empty({2, shape_.kvHeads, length_, shape_.headDim}, at::TensorOptions().dtype(shape_.dtype));
+        int64_t pos = 0;
+        for (const auto &[k, v] : segments(l, length_)) {
+            t[0].narrow(1, pos, k.size(1)).copy_(k);
+            t[1].narrow(1, pos, k.size(1)).copy_(v);
+            pos += k.size(1);
+        }
+        out.push_back(std::move(t));
+    }
+    return out;
+}
+
+void KvCache::importState(const KvShape &s, const std::vector<at::Tensor> &layers) {
+    truncate(0);
+    if (layers.empty()) return;
+    if (static_cast<int64_t>(layers.size()) != s.layers)
+        throw Error("KV state: " + std::to_string(layers.size()) + " layers, the model has " +
+                    std::to_string(s.layers));
+    const int64_t n = layers[0].size(2);
+    try {
+        reserve(s, n);
+        for (int64_t l = 0; l < s.layers; ++l) {
+            const at::Tensor t = layers[l].to(s.device, s.dtype);
+            write(l, 0, t[0], t[1]);
+        }
+    } catch (...) {
+        release();
+        throw;
+    }
+    length_ = n;
+}
+
 void KvCache::commit(int64_t n) {
     if (n < length_ || n > capacity())
         throw Error("KV cache: commit to " + std::to_string(n) + " positions, holds " +

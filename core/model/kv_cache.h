@@ -40,6 +40,12 @@ public:
     void write(int64_t layer, int64_t start, const at::Tensor &k, const at::Tensor &v);
     // Views (K, V), each [kvHeads, len, headDim], covering positions [0, total) in order.
     std::vector<std::pair<at::Tensor, at::Tensor>> segments(int64_t layer, int64_t total) const;
+    // Positions [0, length()) of every layer, as [2, kvHeads, length, headDim] CPU tensors
+    // (what a saved conversation keeps).
+    std::vector<at::Tensor> exportState() const;
+    // Replaces the state with `layers` (as exportState() gives them): length() becomes their
+    // positions. Throws mgd::Error when the pool has no room (the cache is then empty).
+    void importState(const KvShape &s, const std::vector<at::Tensor> &layers);
     // Copies the first n positions of `other` (same shape) into this cache.
     void copyPrefixFrom(const KvCache &other, int64_t n);
 

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "core/cache/conversation_kv_store.h"
 #include "core/cache/feature_cache.h"
 #include "core/cache/remote_feature_tier.h"
 #include "core/cache/response_cache.h"
@@ -20,6 +21,7 @@
 #include "core/memory/memory_pool.h"
 #include "core/model/minigpt_model.h"
 #include "core/runtime/answer_text.h"
+#include "core/runtime/conversation.h"
 #include "core/runtime/decode_loop.h"
 #include "core/runtime/prefix_sharing.h"
 #include "core/runtime/prompt_template.h"
@@ -60,24 +62,6 @@ FeatureCacheSettings featureSettings(const EngineSettings &s) {
 
 } // namespace
 
-// An image of a conversation: its preprocessed pixels' identity and, without a feature
-// cache, its visual tokens kept for the conversation (as the original demo's img_list).
-struct ConvImage {
-    std::string hash; // XXH3-128 hex of pixels + vision identity + preprocessing
-    uint64_t key = 0;
-    std::string label;
-    at::Tensor pixels; // [1, 3, S, S]
-    at::Tensor embeds; // [1, T, hidden] or undefined
-};
-
-struct Conversation {
-    std::vector<ChatMessage> messages;
-    std::vector<ConvImage> images;
-    Session session;
-    uint64_t lastUsed = 0;
-    bool busy = false;
-};
-
 Engine::Engine(EngineSettings settings)
     : settings_(std::move(settings)), metrics_(std::make_unique<Metrics>()) {
     const int n = settings_.threads > 0 ? settings_.threads
@@ -87,6 +71,7 @@ Engine::Engine(EngineSettings settings)
 }
 
 Engine::~Engine() {
+    kvStore_.reset();       // finishes its queued writes
     conversations_.clear(); // their KV blocks go back to the pool before it goes
     features_.reset();
 }
@@ -124,6 +109,7 @@ void Engine::buildCaches() {
     if (settings_.featureCache)
         features_ = std::make_unique<FeatureCache>(featureSettings(settings_), pool_.get());
     setupRemote();
+    setupKvStore();
     // Existing conversations move to the new storage (they re-prefill on their next turn).
     for (auto &[id, c] : conversations_) attachStorage(*c);
     pushPoolStats();
@@ -192,6 +178,8 @@ void Engine::applySettings(const EngineSettings &s) {
     } else {
         if (features_) features_->applySettings(featureSettings(s));
         if (s.redisUrl != old.redisUrl || s.redisTtlSeconds != old.redisTtlSeconds) setupRemote();
+        if (s.kvDiskDir != old.kvDiskDir || s.kvDiskBytes != old.kvDiskBytes || s.kvReuse != old.kvReuse)
+            setupKvStore();
     }
 }
 
@@ -285,10 +273,11 @@ ModelSummary Engine::modelSummary() const {
     return s;
 }
 
-int Engine::newConversation() {
+int Engine::newConversation(const std::string &tag) {
     model();
     const int id = nextId_++;
     auto c = std::make_unique<Conversation>();
+    c->tag = tag;
     attachStorage(*c);
     conversations_[id] = std::move(c);
     return id;
@@ -491,7 +480,7 @@ TurnResult Engine::editLast(int conversation, const TurnRequest &req, const Toke
     }
 }
 
-int Engine::restoreConversation(const std::vector<HistoryMessage> &history) {
+int Engine::restoreConversation(const std::vector<HistoryMessage> &history, const std::string &tag) {
     c10::InferenceMode guard;
     // Prepare every image before creating anything, so a bad one leaves no trace.
     std::vector<ChatMessage> messages;
@@ -506,10 +495,11 @@ int Engine::restoreConversation(const std::vector<HistoryMessage> &history) {
         }
         messages.push_back(std::move(m));
     }
-    const int id = newConversation();
+    const int id = newConversation(tag);
     Conversation &c = conv(id);
     c.messages = std::move(messages);
     c.images = std::move(images);
+    restoreSavedState(c);
     return id;
 }
 
@@ -680,6 +670,7 @@ TurnResult Engine::finishTurn(Conversation &c, const SamplingParams &sp, const P
                            CachedResponse{out.text, out.generated, out.keptIds, stats.stopReason});
     c.messages.push_back(ChatMessage{false, r.answer, {}, std::move(out.keptIds)});
     r.tokens = std::move(out.generated);
+    saveState(c);
     return r;
 }
 

@@ -29,6 +29,8 @@ class MemoryPool;
 class FeatureCache;
 class RemoteFeatureTier;
 class ResponseCache;
+class ConversationKvStore;
+struct ConversationKvStats;
 struct Conversation;
 struct ConvImage;
 struct ModelConfig;
@@ -60,6 +62,10 @@ struct EngineSettings {
     std::string redisUrl;
     int redisTtlSeconds = 0; // 0: entries never expire (give Redis a maxmemory + LRU policy)
     EvictionPolicy eviction = EvictionPolicy::Lru;
+    // Conversation state on disk (KV + answer token ids of conversations created with a
+    // tag), so a restarted app continues them without prefilling their history. 0: off.
+    uint64_t kvDiskBytes = 4ull << 30;
+    std::string kvDiskDir; // empty: $XDG_CACHE_HOME/minigpt-desk/conversation-state
     // The original's memory behaviour (HF generate): logits for every prompt position, of
     // which only the last is used. Off except to reproduce the original in the benchmark.
     bool allPromptLogits = false;
@@ -123,7 +129,9 @@ public:
     const MiniGptModel &model() const;
     EngineSettings &settings() { return settings_; }
 
-    int newConversation();
+    // `tag`: the caller's lasting id for the conversation (the UI's conversation id); with
+    // one, its state is saved after each turn and found again by restoreConversation.
+    int newConversation(const std::string &tag = {});
     void deleteConversation(int id);
     void resetConversation(int id);
     std::vector<MessageView> messages(int id) const;
@@ -137,9 +145,17 @@ public:
     TurnResult editLast(int conversation, const TurnRequest &req, const TokenCallback &onToken = {});
     // Recreates a saved conversation (after a restart or a model reload) so it can go on:
     // images are decoded and hashed now and encoded, or found in the feature cache, when a
-    // turn needs them; answers are tokenized from their text. Bad images throw mgd::Error and
-    // create nothing.
-    int restoreConversation(const std::vector<HistoryMessage> &history);
+    // turn needs them. With a tag whose state was saved for this model, the KV and the
+    // answers' token ids come back too, so the next turn prefills only its question;
+    // otherwise answers are tokenized from their text and the history prefilled. Bad images
+    // throw mgd::Error and create nothing.
+    int restoreConversation(const std::vector<HistoryMessage> &history, const std::string &tag = {});
+    // Deletes the saved state of a conversation the user deleted.
+    void forgetSavedState(const std::string &tag);
+    // Counters and size of the conversation-state tier (zeros when off); waits for nothing.
+    ConversationKvStats savedStateStats() const;
+    // Waits until every queued state write is on disk (tests, shutdown).
+    void flushSavedState();
 
     void cancel() { cancel_.store(true); }
 
@@ -204,6 +220,11 @@ private:
     std::shared_ptr<RemoteFeatureTier> remoteTier() const;
     void setupRemote();
     std::unique_ptr<ResponseCache> responses_;
+    // Conversation state on disk (core/runtime/saved_state.cpp).
+    std::unique_ptr<ConversationKvStore> kvStore_;
+    void setupKvStore();
+    void saveState(const Conversation &c);
+    void restoreSavedState(Conversation &c);
 };
 
 // Makes a model folder from the original MiniGPT-4 / MiniGPT-v2 downloads (File > Import

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "core/model/llama.h"
+#include "core/util/error.h"
 
 namespace mgd {
 
@@ -52,6 +53,23 @@ void Session::clear() {
 void Session::dropState() {
     kv_.release();
     keys_.clear();
+}
+
+bool Session::importState(const KvShape &shape, std::vector<int64_t> keys,
+                          const std::vector<at::Tensor> &layers) {
+    keys_.clear();
+    try {
+        kv_.importState(shape, layers);
+    } catch (const Error &) {
+        dropState();
+        return false;
+    }
+    if (kv_.length() != static_cast<int64_t>(keys.size())) {
+        dropState();
+        return false;
+    }
+    keys_ = std::move(keys);
+    return true;
 }
 
 void Session::usePool(MemoryPool *pool, int64_t blockPositions, std::function<bool()> onExhausted) {

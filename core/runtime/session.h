@@ -45,6 +45,10 @@ public:
     // Where the KV lives from now on (see KvCache::usePool); drops the current state.
     void usePool(MemoryPool *pool, int64_t blockPositions, std::function<bool()> onExhausted);
     uint64_t kvBytes() const { return kv_.bytes(); }
+    // The positions' keys and KV ([2, kvHeads, n, headDim] per layer), for saving.
+    std::vector<at::Tensor> exportKv() const { return kv_.exportState(); }
+    // Starts from a saved state; false (and empty) when the pool has no room for it.
+    bool importState(const KvShape &shape, std::vector<int64_t> keys, const std::vector<at::Tensor> &layers);
     const KvCache &kv() const { return kv_; }
 
 private:
