@@ -80,18 +80,25 @@ std::optional<quint64> ChatController::runningJob() const {
     return job_->id;
 }
 
+mgd::EngineSettings ChatController::engineSettings(const SettingsValues &v) const {
+    mgd::EngineSettings e = v.engine;
+    // Conversation state lives with the conversations it belongs to (budgeted, LRU).
+    if (e.kvDiskDir.empty()) e.kvDiskDir = (store_->dataDir() + "/conversation-state").toStdString();
+    return e;
+}
+
 void ChatController::loadModel() {
     const SettingsValues v = settings_->values();
     modelState_ = ModelState::Loading;
     emit modelStateChanged(modelState_, tr("Loading %1…").arg(v.modelDir));
-    emit loadRequested(v.modelDir, v.engine);
+    emit loadRequested(v.modelDir, engineSettings(v));
 }
 
 void ChatController::onSettingsChanged(const SettingsValues &before, const SettingsValues &after) {
     // Sampling is read per turn; the engine's settings apply at once; a new folder or device
     // needs the model loaded again (conversations carry their history into the new engine).
     if (needsModelReload(before, after)) loadModel();
-    else if (!sameEngineSettings(before.engine, after.engine)) emit applyRequested(after.engine);
+    else if (!sameEngineSettings(before.engine, after.engine)) emit applyRequested(engineSettings(after));
 }
 
 bool ChatController::canRegenerate() const {

@@ -50,6 +50,9 @@ public:
     void stop();
     void newChat();
     bool openConversation(const QString &id);
+    // What the engine is given: the settings, with the conversation-state folder in the
+    // data folder unless one is set.
+    mgd::EngineSettings engineSettings(const SettingsValues &v) const;
     bool deleteConversation(const QString &id);
     // Cancels a running turn, keeps what arrived, saves, and stops the worker thread.
     void shutdown();

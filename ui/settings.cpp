@@ -61,6 +61,8 @@ SettingsValues Settings::values() const {
     e.featureDiskBytes = mib(s, "cache/featureDiskMiB", d.engine.featureDiskBytes);
     e.featureDiskDir = s.value("cache/featureDiskDir", QString()).toString().toStdString();
     e.redisUrl = s.value("cache/redisUrl", QString()).toString().toStdString();
+    e.kvDiskBytes = mib(s, "cache/conversationStateMiB", d.engine.kvDiskBytes);
+    e.kvDiskDir = s.value("cache/conversationStateDir", QString()).toString().toStdString();
     e.systemPrompt = s.value("prompt/system", QString()).toString().toStdString();
     e.eviction = s.value("cache/eviction", "lru").toString() == "lfu" ? mgd::EvictionPolicy::Lfu
                                                                       : mgd::EvictionPolicy::Lru;
@@ -94,6 +96,8 @@ void Settings::setValues(const SettingsValues &v) {
     s.setValue("cache/featureDiskMiB", QVariant::fromValue<qulonglong>(v.engine.featureDiskBytes / kMiB));
     s.setValue("cache/featureDiskDir", QString::fromStdString(v.engine.featureDiskDir));
     s.setValue("cache/redisUrl", QString::fromStdString(v.engine.redisUrl));
+    s.setValue("cache/conversationStateMiB", QVariant::fromValue<qulonglong>(v.engine.kvDiskBytes / kMiB));
+    s.setValue("cache/conversationStateDir", QString::fromStdString(v.engine.kvDiskDir));
     s.setValue("prompt/system", QString::fromStdString(v.engine.systemPrompt));
     s.setValue("cache/eviction", v.engine.eviction == mgd::EvictionPolicy::Lfu ? "lfu" : "lru");
     s.setValue("sampling/greedy", v.sampling.greedy);

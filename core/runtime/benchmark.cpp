@@ -38,6 +38,7 @@ const char *kQuestions[10] = {
     "Summarise our conversation about the image in one sentence.",
 };
 const char *kNewConversationQuestion = "Tell me what you see in this picture.";
+const char *kRestartQuestion = "Back again: what did we say about the colours?";
 
 // A deterministic test pattern: gradient, a rectangle and a disc (like the reference image).
 std::shared_ptr<RgbImage> testPattern() {
@@ -75,6 +76,7 @@ EngineSettings modeSettings(const std::string &mode, const BenchOptions &o, cons
     s.dtype = o.dtype;
     s.threads = o.threads;
     s.featureDiskDir = featureDir;
+    s.kvDiskDir = (fs::path(featureDir).parent_path() / "bench-state").string();
     s.memoryPoolBytes = o.poolBytes;
     const bool all = mode == "all";
     s.featureCache = all || mode == "feature_cache";
@@ -174,6 +176,11 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
     rep.weightBytes = engine.llmWeightBytes();
     // One decode step reads every LLM matrix once; of the embedding table, one row.
     rep.decodeBytesPerToken = engine.llmDecodeBytesPerToken();
+    rep.kvDtype = o.dtype.empty() ? engine.modelSummary().dtype : o.dtype; // the KV is kept in it
+    {
+        const uint64_t per = engine.kvBytesPerPosition();
+        rep.kvElementsPerPosition = per / (rep.kvDtype == "float32" ? 4 : 2);
+    }
     log("measuring memory bandwidth ...");
     rep.memoryBandwidthGBs = measureMemoryBandwidth(o.threads);
 
@@ -211,7 +218,9 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
         bm.name = mode;
         bm.poolCapacityBytes = engine.poolCapacityBytes();
         log("mode " + mode + " ...");
-        const int c1 = engine.newConversation();
+        // Tagged: in "all" its state is saved after each turn, for the restart below.
+        const int c1 = engine.newConversation("bench-conversation");
+        std::vector<HistoryMessage> history;
         double decodeMs = 0;
         int decoded = 0;
         for (int t = 0; t < 10; ++t) {
@@ -220,6 +229,8 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
             if (t == 0) req.images.push_back(image);
             req.sampling = sp;
             const TurnResult r = engine.submitTurn(c1, req);
+            history.push_back({true, req.text, req.images});
+            history.push_back({false, r.answer, {}});
             bm.turns.push_back(toTurn(r.stats));
             bm.totalS += r.stats.totalMs / 1000.0;
             decodeMs += r.stats.decodeMs;
@@ -258,6 +269,28 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
         if (snap.memory.poolCapacityBytes > snap.memory.poolHighWaterBytes)
             bm.peakExtraBytes += snap.memory.poolCapacityBytes - snap.memory.poolHighWaterBytes;
         bm.budgetBytes = bm.poolCapacityBytes;
+        if (mode == "all") {
+            // A restart: a second engine (the app started again) continues the conversation,
+            // from its saved state and, for contrast, from its text alone; then the same turn
+            // in the engine that never stopped.
+            TurnRequest next;
+            next.text = kRestartQuestion;
+            next.sampling = sp;
+            engine.flushSavedState();
+            for (bool withState : {true, false}) {
+                EngineSettings rs = s;
+                if (!withState) rs.kvDiskBytes = 0;
+                Engine restarted(rs);
+                restarted.loadModel(dir);
+                const int c = restarted.restoreConversation(history, "bench-conversation");
+                (withState ? bm.restarted : bm.restartedFromText) = toTurn(restarted.submitTurn(c, next).stats);
+            }
+            bm.warmTurn11 = toTurn(engine.submitTurn(c1, next).stats);
+            log("  restart: turn 11 TTFT " + std::to_string(bm.restarted.ttftS * 1000) + " ms with saved state, " +
+                std::to_string(bm.restartedFromText.ttftS * 1000) + " ms from text, " +
+                std::to_string(bm.warmTurn11.ttftS * 1000) + " ms warm");
+            fs::remove_all(s.kvDiskDir, ec);
+        }
         engine.deleteConversation(c1);
         engine.deleteConversation(c2);
         engine.deleteConversation(c3);
@@ -286,6 +319,10 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
         rep.ttftFlatness = lo > 0 ? hi / lo : 0;
         rep.decodeEfficiency = static_cast<double>(rep.decodeBytesPerToken) * all->decodeTokensPerSecond /
                                (rep.memoryBandwidthGBs * 1e9);
+        if (all->warmTurn11.ttftS > 0) {
+            rep.restartTtftRatio = all->restarted.ttftS / all->warmTurn11.ttftS;
+            rep.restartWithoutStateTtftRatio = all->restartedFromText.ttftS / all->warmTurn11.ttftS;
+        }
     }
     return rep;
 }
@@ -320,11 +357,13 @@ std::string BenchReport::table() const {
         "\nall vs original: TTFT at turn 10 %.1fx lower | 10-turn total %.2fx faster | peak memory beyond "
         "weights %.2fx\nnew conversation on a seen image: TTFT %.1fx lower than its first turn | TTFT "
         "turns 2-10 max/min %.2f\ndecode: %.1f tokens/s x %.0f MB/token = %.1f GB/s of %.1f GB/s measured "
-        "bandwidth (efficiency %.2f)\n",
+        "bandwidth (efficiency %.2f)\nrestart: turn 11 TTFT %.2fx the warm engine's with the saved state, %.2fx "
+        "without it\nKV per position: %.0f KB in %s\n",
         ttftSpeedupTurn10, totalSpeedup, peakExtraRatio, newConversationTtftSpeedup, ttftFlatness,
         modes.empty() ? 0.0 : modes.back().decodeTokensPerSecond, decodeBytesPerToken / 1e6,
         decodeBytesPerToken * (modes.empty() ? 0.0 : modes.back().decodeTokensPerSecond) / 1e9,
-        memoryBandwidthGBs, decodeEfficiency);
+        memoryBandwidthGBs, decodeEfficiency, restartTtftRatio, restartWithoutStateTtftRatio,
+        kvElementsPerPosition * (kvDtype == "float32" ? 4.0 : 2.0) / 1024, kvDtype.c_str());
     s << buf;
     s << "Note: long answers are decode-bound; caching removes prefill and vision work but cannot shorten "
          "decoding, so the total speed-up shrinks as answers grow (try --answer-tokens 8 / 32 / 128).\n";
@@ -351,6 +390,11 @@ std::string BenchReport::json() const {
         };
         for (const auto &t : m.turns) mj["turns"].push_back(turn(t));
         mj["new_conversation"] = turn(m.newConversation);
+        if (m.warmTurn11.ttftS > 0) {
+            mj["restart"] = {{"with_saved_state", turn(m.restarted)},
+                             {"from_text", turn(m.restartedFromText)},
+                             {"warm", turn(m.warmTurn11)}};
+        }
         mj["repeat"] = turn(m.repeat);
         mj["peak_extra_bytes"] = m.peakExtraBytes;
         mj["peak_rss_bytes"] = m.peakRssBytes;
@@ -367,6 +411,13 @@ std::string BenchReport::json() const {
     j["ttft_flatness_turns_2_10"] = ttftFlatness;
     j["memory_bandwidth_gbs"] = memoryBandwidthGBs;
     j["decode_efficiency"] = decodeEfficiency;
+    j["restart_ttft_ratio"] = restartTtftRatio;
+    j["restart_without_state_ttft_ratio"] = restartWithoutStateTtftRatio;
+    // The KV dtype is the model's compute dtype; the others are what the same layout takes.
+    j["kv_dtype"] = kvDtype;
+    j["kv_bytes_per_position"] = {{"float32", kvElementsPerPosition * 4},
+                                  {"bfloat16", kvElementsPerPosition * 2},
+                                  {"float16", kvElementsPerPosition * 2}};
     return j.dump(2);
 }
 

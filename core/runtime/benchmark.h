@@ -35,6 +35,9 @@ struct BenchMode {
     double decodeTokensPerSecond = 0;
     uint64_t peakExtraBytes = 0, peakRssBytes = 0, poolCapacityBytes = 0, budgetBytes = 0;
     double featureHitRate = 0, prefixHitRate = 0, responseHitRate = 0;
+    // Only where the mode keeps conversation state ("all"): turn 11 of the conversation in a
+    // restarted engine, with its saved state and without it, and the same turn warm.
+    BenchTurn restarted, restartedFromText, warmTurn11;
 };
 
 struct BenchReport {
@@ -45,6 +48,11 @@ struct BenchReport {
     double memoryBandwidthGBs = 0;
     double ttftSpeedupTurn10 = 0, totalSpeedup = 0, newConversationTtftSpeedup = 0;
     double peakExtraRatio = 0, decodeEfficiency = 0, ttftFlatness = 0;
+    // First turn after a restart over the warm TTFT of the same turn (saved state / none).
+    double restartTtftRatio = 0, restartWithoutStateTtftRatio = 0;
+    // KV state per sequence position (all layers, K and V) in the model's dtype and others.
+    std::string kvDtype;
+    uint64_t kvElementsPerPosition = 0;
     std::string table() const;
     std::string json() const;
 };

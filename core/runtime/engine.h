@@ -64,7 +64,7 @@ struct EngineSettings {
     EvictionPolicy eviction = EvictionPolicy::Lru;
     // Conversation state on disk (KV + answer token ids of conversations created with a
     // tag), so a restarted app continues them without prefilling their history. 0: off.
-    uint64_t kvDiskBytes = 4ull << 30;
+    uint64_t kvDiskBytes = 2ull << 30;
     std::string kvDiskDir; // empty: $XDG_CACHE_HOME/minigpt-desk/conversation-state
     // The original's memory behaviour (HF generate): logits for every prompt position, of
     // which only the last is used. Off except to reproduce the original in the benchmark.

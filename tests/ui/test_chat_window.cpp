@@ -566,6 +566,8 @@ private slots:
         QCOMPARE(fileBytes(dir.filePath("data/images/" + sha + ".png")), fileBytes(kImage));
         QCOMPARE(QDir(dir.filePath("data/conversations")).entryList(QDir::Files).size(), 1);
         QCOMPARE(QDir(dir.filePath("data/images")).entryList(QDir::Files).size(), 1);
+        // And its attention state, saved after each turn beside the conversations.
+        QCOMPARE(QDir(dir.filePath("data/conversation-state")).entryList({"*.mgkv"}, QDir::Files).size(), 1);
 
         auto w = openWindow(dir);
         QVERIFY(waitReady(*w));
@@ -594,6 +596,9 @@ private slots:
         QCOMPARE(o.stats.contextImages, 1);
         QCOMPARE(o.stats.imagesEncoded, 0);
         QVERIFY(o.stats.promptTokens > 100); // system prompt + image + both earlier turns
+        // ... all of which come from the saved state: only the new question is prefilled.
+        QVERIFY2(o.stats.reusedTokens > 100 && o.stats.prefillTokens < 40,
+                 qPrintable(QString("reused %1, prefilled %2").arg(o.stats.reusedTokens).arg(o.stats.prefillTokens)));
         QCOMPARE(model->count(), 6);
     }
 
@@ -713,6 +718,7 @@ private slots:
         QVERIFY(waitIdle(*w));
         const QString id = w->controller()->conversationId();
         QCOMPARE(w->conversationList()->count(), 1);
+        QTRY_COMPARE(QDir(dir.filePath("data/conversation-state")).entryList({"*.mgkv"}, QDir::Files).size(), 1);
 
         answerNextMessageBox(QMessageBox::Cancel);
         action(*w, "actionDeleteConversation")->trigger();
@@ -725,6 +731,8 @@ private slots:
         QCOMPARE(w->conversationList()->count(), 0);
         QVERIFY(!QFile::exists(dir.filePath("data/conversations/" + id + ".json")));
         QCOMPARE(QDir(dir.filePath("data/images")).entryList(QDir::Files).size(), 0);
+        // Its saved attention state goes with it (deleted on the engine's thread).
+        QTRY_COMPARE(QDir(dir.filePath("data/conversation-state")).entryList({"*.mgkv"}, QDir::Files).size(), 0);
         QCOMPARE(w->controller()->messages()->count(), 0); // a new chat took its place
     }
 };
