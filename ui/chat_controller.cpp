@@ -34,29 +34,39 @@ ChatController::ChatController(Settings *settings, ConversationStore *store, QOb
     connect(this, &ChatController::turnRequested, worker_, &EngineWorker::runTurn, q);
     connect(this, &ChatController::forgetRequested, worker_, &EngineWorker::forgetConversation, q);
 
-    connect(worker_, &EngineWorker::modelLoading, this, [this](const QString &dir) {
-        modelState_ = ModelState::Loading;
-        emit modelStateChanged(modelState_, tr("Loading %1…").arg(dir));
-    }, q);
-    connect(worker_, &EngineWorker::modelLoaded, this,
-            [this](const mgd::ModelSummary &s, double ms) {
-                summary_ = s;
-                modelState_ = ModelState::Ready;
-                emit modelStateChanged(modelState_,
-                                       tr("%1 (%2, %3) loaded in %4 ms")
-                                           .arg(QString::fromStdString(s.name),
-                                                QString::fromStdString(s.architecture),
-                                                QString::fromStdString(s.dtype))
-                                           .arg(ms, 0, 'f', 0));
-            }, q);
-    connect(worker_, &EngineWorker::modelFailed, this, [this](const QString &message) {
-        modelState_ = ModelState::Failed;
-        emit modelStateChanged(modelState_, message);
-        emit errorOccurred(tr("The model could not be loaded: %1").arg(message));
-    }, q);
-    connect(worker_, &EngineWorker::settingsFailed, this, [this](const QString &message) {
-        emit errorOccurred(tr("Settings could not be applied: %1").arg(message));
-    }, q);
+    connect(
+        worker_, &EngineWorker::modelLoading, this,
+        [this](const QString &dir) {
+            modelState_ = ModelState::Loading;
+            emit modelStateChanged(modelState_, tr("Loading %1…").arg(dir));
+        },
+        q);
+    connect(
+        worker_, &EngineWorker::modelLoaded, this,
+        [this](const mgd::ModelSummary &s, double ms) {
+            summary_ = s;
+            modelState_ = ModelState::Ready;
+            emit modelStateChanged(modelState_, tr("%1 (%2, %3) loaded in %4 ms")
+                                                    .arg(QString::fromStdString(s.name),
+                                                         QString::fromStdString(s.architecture),
+                                                         QString::fromStdString(s.dtype))
+                                                    .arg(ms, 0, 'f', 0));
+        },
+        q);
+    connect(
+        worker_, &EngineWorker::modelFailed, this,
+        [this](const QString &message) {
+            modelState_ = ModelState::Failed;
+            emit modelStateChanged(modelState_, message);
+            emit errorOccurred(tr("The model could not be loaded: %1").arg(message));
+        },
+        q);
+    connect(
+        worker_, &EngineWorker::settingsFailed, this,
+        [this](const QString &message) {
+            emit errorOccurred(tr("Settings could not be applied: %1").arg(message));
+        },
+        q);
     connect(worker_, &EngineWorker::tokenStreamed, this, &ChatController::onToken, q);
     connect(worker_, &EngineWorker::turnFinished, this, &ChatController::onFinished, q);
     connect(worker_, &EngineWorker::turnFailed, this, &ChatController::onFailed, q);
@@ -73,7 +83,9 @@ ChatController::ChatController(Settings *settings, ConversationStore *store, QOb
     thread_.start();
 }
 
-ChatController::~ChatController() { shutdown(); }
+ChatController::~ChatController() {
+    shutdown();
+}
 
 std::optional<quint64> ChatController::runningJob() const {
     if (!job_) return std::nullopt;
@@ -97,15 +109,19 @@ void ChatController::loadModel() {
 void ChatController::onSettingsChanged(const SettingsValues &before, const SettingsValues &after) {
     // Sampling is read per turn; the engine's settings apply at once; a new folder or device
     // needs the model loaded again (conversations carry their history into the new engine).
-    if (needsModelReload(before, after)) loadModel();
-    else if (!sameEngineSettings(before.engine, after.engine)) emit applyRequested(engineSettings(after));
+    if (needsModelReload(before, after))
+        loadModel();
+    else if (!sameEngineSettings(before.engine, after.engine))
+        emit applyRequested(engineSettings(after));
 }
 
 bool ChatController::canRegenerate() const {
     return !busy() && modelState_ == ModelState::Ready && messages_->count() > 0;
 }
 
-bool ChatController::canEditLast() const { return !busy() && lastQuestion().has_value(); }
+bool ChatController::canEditLast() const {
+    return !busy() && lastQuestion().has_value();
+}
 
 QString ChatController::lastAnswer() const {
     for (int i = messages_->count() - 1; i >= 0; --i)
@@ -127,10 +143,11 @@ bool ChatController::editLast(const QString &text, const QList<ImageAttachment> 
     return startJob(TurnJob::Kind::EditLast, text, images);
 }
 
-bool ChatController::regenerate() { return startJob(TurnJob::Kind::Regenerate, {}, {}); }
+bool ChatController::regenerate() {
+    return startJob(TurnJob::Kind::Regenerate, {}, {});
+}
 
-bool ChatController::startJob(TurnJob::Kind kind, const QString &text,
-                              const QList<ImageAttachment> &images) {
+bool ChatController::startJob(TurnJob::Kind kind, const QString &text, const QList<ImageAttachment> &images) {
     auto refuse = [this](const QString &why) {
         emit errorOccurred(why);
         return false;
@@ -167,8 +184,7 @@ bool ChatController::startJob(TurnJob::Kind kind, const QString &text,
     // Show the conversation as it will be: regenerate drops the last answer, edit drops the
     // last question and its answer (the engine truncates its KV state the same way).
     if (kind == TurnJob::Kind::Regenerate) {
-        if (!messages_->at(messages_->count() - 1).fromUser)
-            messages_->truncate(messages_->count() - 1);
+        if (!messages_->at(messages_->count() - 1).fromUser) messages_->truncate(messages_->count() - 1);
     } else {
         if (kind == TurnJob::Kind::EditLast) {
             int last = messages_->count() - 1;
@@ -232,8 +248,10 @@ void ChatController::onFinished(const TurnOutcome &outcome) {
     if (pendingOpen_) {
         const QString target = *pendingOpen_;
         pendingOpen_.reset();
-        if (target.isEmpty()) newChat();
-        else openConversation(target);
+        if (target.isEmpty())
+            newChat();
+        else
+            openConversation(target);
     }
 }
 
@@ -251,8 +269,10 @@ void ChatController::onFailed(quint64 job, const QString &conversation, const QS
     if (pendingOpen_) {
         const QString target = *pendingOpen_;
         pendingOpen_.reset();
-        if (target.isEmpty()) newChat();
-        else openConversation(target);
+        if (target.isEmpty())
+            newChat();
+        else
+            openConversation(target);
     }
 }
 

@@ -79,7 +79,7 @@ private:
         QList<ChatItem> before; // the conversation as it was, restored if the turn fails
         QString text;
         QList<ImageAttachment> images;
-        int row = -1;           // the answer being streamed
+        int row = -1; // the answer being streamed
     };
 
     bool startJob(TurnJob::Kind kind, const QString &text, const QList<ImageAttachment> &images);

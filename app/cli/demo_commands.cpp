@@ -79,7 +79,7 @@ int cmdTrainDemo(int argc, char **argv) {
 }
 
 int cmdEvalDemo(int argc, char **argv) {
-    std::string model, dtype;
+    std::string model, dtype, kvDtype;
     int questions = 500, threads = 1, later = 0, show = 10;
     uint64_t seed = 12345;
     ArgCursor c(argc, argv, 2);
@@ -98,12 +98,15 @@ int cmdEvalDemo(int argc, char **argv) {
             show = c.integer();
         else if (c.is("--dtype"))
             dtype = c.value();
+        else if (c.is("--kv-dtype"))
+            kvDtype = c.value();
         else
             c.unknown();
     }
     if (model.empty()) throw Error("eval-demo: --model DIR is required");
     const auto t0 = std::chrono::steady_clock::now();
-    const demo::EvalReport r = demo::evaluateDemoModel(model, questions, seed, threads, later, dtype);
+    const demo::EvalReport r = demo::evaluateDemoModel(model, questions, seed, threads, later, dtype,
+                                                       kvDtype == "model" ? "" : kvDtype);
     std::printf("eval-demo: %s, %d held-out questions (seed %llu), greedy, exact match, %.1f s\n",
                 model.c_str(), r.allTotal(), static_cast<unsigned long long>(seed), secondsSince(t0));
     std::printf("%s", r.table().c_str());

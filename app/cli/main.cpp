@@ -34,7 +34,7 @@ const char *kUsage = R"(usage: minigpt-cli <command> [options]
 commands:
   ask    [--model DIR] [--image FILE]... [sampling] "question"   answer one question, streamed
   chat   [--model DIR] [sampling]      interactive chat; /image FILE, /reset, /regen, /quit
-  verify-reference DIR [--model MODELDIR] [--tolerance X]
+  verify-reference DIR [--model MODELDIR] [--tolerance X] [--kv-dtype int8]
          compare every tensor with the original's reference (on MODELDIR's weights if given)
   import --arch minigpt4|minigpt4-llama2|minigptv2 --vit eva_vit_g.pth
          [--q-former-model blip2_pretrained_flant5xxl.pth] --llama-model LLM_DIR
@@ -60,7 +60,8 @@ commands:
          the demo model on drawings made by other means (tests/data/drawings)
   demo-samples --out DIR [--count N] [--seed S]  pictures and Q&A as the demo model is trained on
   --version                           print the version
-  eval-demo  --model DIR [--questions N] [--seed S] exact-match accuracy per question type
+  eval-demo  --model DIR [--questions N] [--seed S] [--kv-dtype model|int8]
+         exact-match accuracy per question type
 
 sampling: --greedy  --temperature T  --top-p P  --top-k K  --repetition-penalty R
           --seed N  --max-new-tokens N
@@ -68,6 +69,8 @@ caches:   --no-kv-reuse --no-feature-cache --no-prefix-cache --no-response-cache
           --memory-pool-size MB  --feature-cache-dir DIR  --feature-cache-size MB  --eviction lru|lfu
           --redis redis://[:password@]host:port[/db]|unix:///path  (a feature tier shared by desks)
           --redis-ttl SECONDS
+          --kv-dtype model|int8 (attention state at the model's width, or int8 with scales)
+          --conversation-state-dir DIR  --conversation-state-size MB (saved KV of tagged chats)
 other:    --threads N  --device cpu|cuda  --dtype float32|bfloat16|float16|int8 (overrides the folder's)
           --stats (per-turn statistics to stderr)
           --metrics-json FILE (write the metrics snapshot at exit)
@@ -179,6 +182,14 @@ Options parse(int argc, char **argv) {
             o.engine.redisTtlSeconds = std::max(0, c.integer());
         else if (a == "--device")
             o.engine.device = c.value();
+        else if (a == "--kv-dtype") {
+            const std::string v = c.value();
+            if (v != "model" && v != "int8") throw mgd::Error("--kv-dtype must be model or int8");
+            o.engine.kvDtype = v == "int8" ? "int8" : "";
+        } else if (a == "--conversation-state-dir")
+            o.engine.kvDiskDir = c.value();
+        else if (a == "--conversation-state-size")
+            o.engine.kvDiskBytes = static_cast<uint64_t>(c.number() * (1 << 20));
         else if (a == "--eviction") {
             const std::string v = c.value();
             if (v != "lru" && v != "lfu") throw mgd::Error("--eviction must be lru or lfu");
@@ -321,6 +332,7 @@ mgd::BenchOptions benchOptions(const Options &o) {
     b.answerTokens = o.answerTokens;
     b.threads = o.engine.threads;
     b.dtype = o.engine.dtype;
+    b.kvDtype = o.engine.kvDtype;
     b.poolBytes = o.engine.memoryPoolBytes;
     if (!o.modes.empty()) b.modes = o.modes;
     return b;
@@ -406,11 +418,13 @@ int cmdVerify(const Options &o) {
     if (dir.empty()) throw mgd::Error("verify-reference needs a directory");
     const std::string modelDir = !o.positional.empty() && o.modelGiven ? o.model : dir;
     mgd::Engine e(o.engine); // sets the thread count
-    auto report =
-        mgd::checkReference(dir, modelDir, o.tolerance, o.engine.dtype, [](const mgd::ReferenceDiff &d) {
+    auto report = mgd::checkReference(
+        dir, modelDir, o.tolerance, o.engine.dtype,
+        [](const mgd::ReferenceDiff &d) {
             std::printf("%-48s %-4s max|diff| %.3g %s\n", d.name.c_str(), d.ok ? "ok" : "FAIL", d.maxAbs,
                         d.note.c_str());
-        });
+        },
+        o.engine.kvDtype == "int8");
     std::printf("turn 2 on turn 1's KV: %ld of %ld prompt tokens reused, %ld prefilled\n", report.turn2Reused,
                 report.turn2Prompt, report.turn2Prefilled);
     std::printf("decode: %.0f tokens/s\n", report.decodeTokensPerSecond);

@@ -27,10 +27,15 @@ KvCache &KvCache::operator=(KvCache &&o) noexcept {
     onExhausted_ = std::move(o.onExhausted_);
     blocks_ = std::move(o.blocks_);
     blockViews_ = std::move(o.blockViews_);
+    blockScales_ = std::move(o.blockScales_);
+    int8_ = o.int8_;
+    keyScales_ = std::move(o.keyScales_);
+    valueScales_ = std::move(o.valueScales_);
     o.length_ = 0;
     o.pool_ = nullptr;
     o.blocks_.clear();
     o.blockViews_.clear();
+    o.blockScales_.clear();
     return *this;
 }
 
@@ -41,8 +46,55 @@ void KvCache::usePool(MemoryPool *pool, int64_t blockPositions, std::function<bo
     onExhausted_ = std::move(onExhausted);
 }
 
+namespace {
+
+// int8 storage: values, then one float scale per head and position.
+int64_t int8Bytes(const KvShape &s, int64_t positions) {
+    return 2 * s.kvHeads * positions * (s.headDim + static_cast<int64_t>(sizeof(float)));
+}
+
+// Symmetric per-(head, position) quantization over headDim: x ~= q * scale, q in [-127, 127].
+std::pair<at::Tensor, at::Tensor> quantize(const at::Tensor &x) {
+    const at::Tensor xf = x.to(at::kFloat);
+    const at::Tensor scale = xf.abs().amax(-1, true).div_(127.0).clamp_min_(1e-30);
+    return {xf.div(scale).round_().clamp_(-127, 127).to(at::kChar), scale};
+}
+
+at::Tensor dequantize(const at::Tensor &q, const at::Tensor &scale, at::ScalarType dtype) {
+    return q.to(at::kFloat).mul_(scale).to(dtype);
+}
+
+} // namespace
+
 int64_t KvCache::blockBytes(const KvShape &s, int64_t blockPositions) {
+    if (s.int8) return int8Bytes(s, blockPositions);
     return 2 * s.kvHeads * blockPositions * s.headDim * static_cast<int64_t>(c10::elementSize(s.dtype));
+}
+
+int64_t KvCache::bytesPerPosition(const KvShape &s) {
+    return s.layers * blockBytes(s, 1);
+}
+
+void KvCache::setInt8(bool on) {
+    if (on == int8_) return;
+    if (length_ > 0 || !keys_.empty() || !blocks_.empty())
+        throw Error("KV cache: the storage precision changes only while it is empty");
+    int8_ = on;
+}
+
+void KvCache::addBlock(int64_t l, int32_t b) {
+    const KvShape &s = shape_;
+    blocks_[l].push_back(b);
+    if (!s.int8) {
+        blockViews_[l].push_back(pool_->view(b, {2, s.kvHeads, blockPositions_, s.headDim}, s.dtype));
+        return;
+    }
+    const int64_t values = 2 * s.kvHeads * blockPositions_ * s.headDim;
+    const at::Tensor raw = pool_->view(b, {int8Bytes(s, blockPositions_)}, at::kChar);
+    blockViews_[l].push_back(raw.narrow(0, 0, values).view({2, s.kvHeads, blockPositions_, s.headDim}));
+    blockScales_[l].push_back(raw.narrow(0, values, 2 * s.kvHeads * blockPositions_ * 4)
+                                  .view(at::kFloat)
+                                  .view({2, s.kvHeads, blockPositions_, 1}));
 }
 
 int64_t KvCache::capacity() const {
@@ -50,12 +102,15 @@ int64_t KvCache::capacity() const {
     return keys_.empty() ? 0 : keys_[0].size(1);
 }
 
-void KvCache::reserve(const KvShape &s, int64_t positions) {
+void KvCache::reserve(const KvShape &sIn, int64_t positions) {
+    KvShape s = sIn;
+    s.int8 = int8_;
     shape_ = s;
     if (positions <= capacity()) return;
     if (pool_) {
         blocks_.resize(s.layers);
         blockViews_.resize(s.layers);
+        blockScales_.resize(s.layers);
         const int64_t need = (positions + blockPositions_ - 1) / blockPositions_;
         for (int64_t l = 0; l < s.layers; ++l) {
             while (static_cast<int64_t>(blocks_[l].size()) < need) {
@@ -65,8 +120,7 @@ void KvCache::reserve(const KvShape &s, int64_t positions) {
                     throw Error(
                         "memory pool exhausted: the conversation needs " + std::to_string(positions) +
                         " positions of attention state; raise the memory pool size or start a new chat");
-                blocks_[l].push_back(b);
-                blockViews_[l].push_back(pool_->view(b, {2, s.kvHeads, blockPositions_, s.headDim}, s.dtype));
+                addBlock(l, b);
             }
         }
         return;
@@ -74,26 +128,40 @@ void KvCache::reserve(const KvShape &s, int64_t positions) {
     // Grow geometrically (bounded by the context) so a conversation pays O(log n) copies.
     int64_t cap = std::max<int64_t>(positions, std::min<int64_t>(2 * capacity(), s.maxPositions));
     cap = std::max<int64_t>(cap, std::min<int64_t>(256, s.maxPositions));
-    const auto opts = at::TensorOptions().dtype(s.dtype).device(s.device);
+    const auto opts = at::TensorOptions().dtype(s.int8 ? at::kChar : s.dtype).device(s.device);
+    const auto scaleOpts = at::TensorOptions().dtype(at::kFloat).device(s.device);
+    auto grown = [&](const at::Tensor &old, at::IntArrayRef shape, const at::TensorOptions &o) {
+        at::Tensor t = at::empty(shape, o);
+        if (length_ > 0 && old.defined()) t.narrow(1, 0, length_).copy_(old.narrow(1, 0, length_));
+        return t;
+    };
     keys_.resize(s.layers);
     values_.resize(s.layers);
+    if (s.int8) keyScales_.resize(s.layers), valueScales_.resize(s.layers);
     for (int64_t l = 0; l < s.layers; ++l) {
-        at::Tensor k = at::empty({s.kvHeads, cap, s.headDim}, opts);
-        at::Tensor v = at::empty({s.kvHeads, cap, s.headDim}, opts);
-        if (length_ > 0 && keys_[l].defined()) {
-            k.narrow(1, 0, length_).copy_(keys_[l].narrow(1, 0, length_));
-            v.narrow(1, 0, length_).copy_(values_[l].narrow(1, 0, length_));
+        keys_[l] = grown(keys_[l], {s.kvHeads, cap, s.headDim}, opts);
+        values_[l] = grown(values_[l], {s.kvHeads, cap, s.headDim}, opts);
+        if (s.int8) {
+            keyScales_[l] = grown(keyScales_[l], {s.kvHeads, cap, 1}, scaleOpts);
+            valueScales_[l] = grown(valueScales_[l], {s.kvHeads, cap, 1}, scaleOpts);
         }
-        keys_[l] = k;
-        values_[l] = v;
     }
 }
 
-void KvCache::write(int64_t layer, int64_t start, const at::Tensor &k, const at::Tensor &v) {
-    const int64_t n = k.size(1);
+void KvCache::write(int64_t layer, int64_t start, const at::Tensor &kIn, const at::Tensor &vIn) {
+    const int64_t n = kIn.size(1);
+    at::Tensor k = kIn, v = vIn, ks, vs;
+    if (shape_.int8) {
+        std::tie(k, ks) = quantize(kIn);
+        std::tie(v, vs) = quantize(vIn);
+    }
     if (!pool_) {
         keys_[layer].narrow(1, start, n).copy_(k);
         values_[layer].narrow(1, start, n).copy_(v);
+        if (shape_.int8) {
+            keyScales_[layer].narrow(1, start, n).copy_(ks);
+            valueScales_[layer].narrow(1, start, n).copy_(vs);
+        }
         return;
     }
     for (int64_t done = 0; done < n;) {
@@ -102,17 +170,35 @@ void KvCache::write(int64_t layer, int64_t start, const at::Tensor &k, const at:
         const at::Tensor &blk = blockViews_[layer][b];
         blk[0].narrow(1, off, len).copy_(k.narrow(1, done, len));
         blk[1].narrow(1, off, len).copy_(v.narrow(1, done, len));
+        if (shape_.int8) {
+            const at::Tensor &sc = blockScales_[layer][b];
+            sc[0].narrow(1, off, len).copy_(ks.narrow(1, done, len));
+            sc[1].narrow(1, off, len).copy_(vs.narrow(1, done, len));
+        }
         done += len;
     }
 }
 
 std::vector<std::pair<at::Tensor, at::Tensor>> KvCache::segments(int64_t layer, int64_t total) const {
-    if (!pool_) return {{keys_[layer].narrow(1, 0, total), values_[layer].narrow(1, 0, total)}};
+    const at::ScalarType dt = shape_.dtype;
+    if (!pool_) {
+        if (!shape_.int8) return {{keys_[layer].narrow(1, 0, total), values_[layer].narrow(1, 0, total)}};
+        return {
+            {dequantize(keys_[layer].narrow(1, 0, total), keyScales_[layer].narrow(1, 0, total), dt),
+             dequantize(values_[layer].narrow(1, 0, total), valueScales_[layer].narrow(1, 0, total), dt)}};
+    }
     std::vector<std::pair<at::Tensor, at::Tensor>> out;
     for (int64_t pos = 0; pos < total; pos += blockPositions_) {
-        const at::Tensor &blk = blockViews_[layer][pos / blockPositions_];
+        const size_t b = static_cast<size_t>(pos / blockPositions_);
+        const at::Tensor &blk = blockViews_[layer][b];
         const int64_t len = std::min(blockPositions_, total - pos);
-        out.emplace_back(blk[0].narrow(1, 0, len), blk[1].narrow(1, 0, len));
+        if (!shape_.int8) {
+            out.emplace_back(blk[0].narrow(1, 0, len), blk[1].narrow(1, 0, len));
+            continue;
+        }
+        const at::Tensor &sc = blockScales_[layer][b];
+        out.emplace_back(dequantize(blk[0].narrow(1, 0, len), sc[0].narrow(1, 0, len), dt),
+                         dequantize(blk[1].narrow(1, 0, len), sc[1].narrow(1, 0, len), dt));
     }
     return out;
 }
@@ -184,6 +270,7 @@ void KvCache::truncate(int64_t n) {
             pool_->release(blocks_[l].back());
             blocks_[l].pop_back();
             blockViews_[l].pop_back();
+            if (!blockScales_.empty() && !blockScales_[l].empty()) blockScales_[l].pop_back();
         }
     }
 }
@@ -195,8 +282,11 @@ void KvCache::release() {
             for (int32_t b : layer) pool_->release(b);
     blocks_.clear();
     blockViews_.clear();
+    blockScales_.clear();
     keys_.clear();
     values_.clear();
+    keyScales_.clear();
+    valueScales_.clear();
 }
 
 uint64_t KvCache::bytes() const {
@@ -206,8 +296,8 @@ uint64_t KvCache::bytes() const {
         return blocks * static_cast<uint64_t>(blockBytes(shape_, blockPositions_));
     }
     uint64_t n = 0;
-    for (const auto &t : keys_) n += t.nbytes();
-    for (const auto &t : values_) n += t.nbytes();
+    for (const auto *ts : {&keys_, &values_, &keyScales_, &valueScales_})
+        for (const auto &t : *ts) n += t.nbytes();
     return n;
 }
 

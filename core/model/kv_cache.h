@@ -15,8 +15,11 @@ class MemoryPool;
 
 struct KvShape {
     int64_t layers = 0, kvHeads = 0, headDim = 0, maxPositions = 0;
-    at::ScalarType dtype = at::kFloat;
+    at::ScalarType dtype = at::kFloat; // what attention computes in
     at::Device device = at::kCPU;
+    // Stored as int8 with one float scale per head and position (over headDim), dequantized
+    // to `dtype` when attention reads it: 1/4 of float32's bytes, about 1/2 of bfloat16's.
+    bool int8 = false;
 };
 
 class KvCache {
@@ -33,6 +36,10 @@ public:
     // returns false when nothing more can be freed.
     void usePool(MemoryPool *pool, int64_t blockPositions, std::function<bool()> onExhausted);
     static int64_t blockBytes(const KvShape &s, int64_t blockPositions);
+    // Bytes one position takes in every layer, keys and values (scales included).
+    static int64_t bytesPerPosition(const KvShape &s);
+    // Keep the state as int8 from now on (the cache must be empty).
+    void setInt8(bool on);
 
     // Makes room for `positions` positions; throws mgd::Error when the pool is exhausted.
     void reserve(const KvShape &s, int64_t positions);
@@ -62,12 +69,16 @@ public:
 private:
     int64_t length_ = 0;
     KvShape shape_;
-    std::vector<at::Tensor> keys_, values_; // contiguous: per layer [kvHeads, capacity, headDim]
+    bool int8_ = false;
+    std::vector<at::Tensor> keys_, values_;           // contiguous: per layer [kvHeads, capacity, headDim]
+    std::vector<at::Tensor> keyScales_, valueScales_; // int8: per layer [kvHeads, capacity, 1] float
     MemoryPool *pool_ = nullptr;
     int64_t blockPositions_ = 0;
     std::function<bool()> onExhausted_;
-    std::vector<std::vector<int32_t>> blocks_;        // pooled: per layer, block ids
-    std::vector<std::vector<at::Tensor>> blockViews_; // [layer][i] -> [2, kvHeads, P, headDim]
+    std::vector<std::vector<int32_t>> blocks_;         // pooled: per layer, block ids
+    std::vector<std::vector<at::Tensor>> blockViews_;  // [layer][i] -> [2, kvHeads, P, headDim]
+    std::vector<std::vector<at::Tensor>> blockScales_; // int8: [layer][i] -> [2, kvHeads, P, 1] float
+    void addBlock(int64_t layer, int32_t block);
     int64_t capacity() const;
 };
 

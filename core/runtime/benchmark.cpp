@@ -74,6 +74,7 @@ void resetPeakRss() {
 EngineSettings modeSettings(const std::string &mode, const BenchOptions &o, const std::string &featureDir) {
     EngineSettings s;
     s.dtype = o.dtype;
+    s.kvDtype = o.kvDtype;
     s.threads = o.threads;
     s.featureDiskDir = featureDir;
     s.kvDiskDir = (fs::path(featureDir).parent_path() / "bench-state").string();
@@ -176,10 +177,19 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
     rep.weightBytes = engine.llmWeightBytes();
     // One decode step reads every LLM matrix once; of the embedding table, one row.
     rep.decodeBytesPerToken = engine.llmDecodeBytesPerToken();
-    rep.kvDtype = o.dtype.empty() ? engine.modelSummary().dtype : o.dtype; // the KV is kept in it
     {
-        const uint64_t per = engine.kvBytesPerPosition();
-        rep.kvElementsPerPosition = per / (rep.kvDtype == "float32" ? 4 : 2);
+        // The engine keeps KV at the compute dtype's width or as int8; the other widths
+        // follow from the same layout.
+        const std::string compute = o.dtype.empty() ? engine.modelSummary().dtype : o.dtype;
+        rep.kvDtype = o.kvDtype.empty() ? compute : o.kvDtype;
+        const uint64_t full = engine.kvBytesPerPosition(), width = compute == "float32" ? 4 : 2;
+        rep.kvBytesPerPosition = {
+            {"float32", full / width * 4}, {"bfloat16", full / width * 2}, {"float16", full / width * 2}};
+        EngineSettings probe = off;
+        probe.kvDtype = "int8";
+        engine.applySettings(probe);
+        rep.kvBytesPerPosition["int8"] = engine.kvBytesPerPosition();
+        engine.applySettings(off);
     }
     log("measuring memory bandwidth ...");
     rep.memoryBandwidthGBs = measureMemoryBandwidth(o.threads);
@@ -283,12 +293,13 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
                 Engine restarted(rs);
                 restarted.loadModel(dir);
                 const int c = restarted.restoreConversation(history, "bench-conversation");
-                (withState ? bm.restarted : bm.restartedFromText) = toTurn(restarted.submitTurn(c, next).stats);
+                (withState ? bm.restarted : bm.restartedFromText) =
+                    toTurn(restarted.submitTurn(c, next).stats);
             }
             bm.warmTurn11 = toTurn(engine.submitTurn(c1, next).stats);
-            log("  restart: turn 11 TTFT " + std::to_string(bm.restarted.ttftS * 1000) + " ms with saved state, " +
-                std::to_string(bm.restartedFromText.ttftS * 1000) + " ms from text, " +
-                std::to_string(bm.warmTurn11.ttftS * 1000) + " ms warm");
+            log("  restart: turn 11 TTFT " + std::to_string(bm.restarted.ttftS * 1000) +
+                " ms with saved state, " + std::to_string(bm.restartedFromText.ttftS * 1000) +
+                " ms from text, " + std::to_string(bm.warmTurn11.ttftS * 1000) + " ms warm");
             fs::remove_all(s.kvDiskDir, ec);
         }
         engine.deleteConversation(c1);
@@ -357,13 +368,14 @@ std::string BenchReport::table() const {
         "\nall vs original: TTFT at turn 10 %.1fx lower | 10-turn total %.2fx faster | peak memory beyond "
         "weights %.2fx\nnew conversation on a seen image: TTFT %.1fx lower than its first turn | TTFT "
         "turns 2-10 max/min %.2f\ndecode: %.1f tokens/s x %.0f MB/token = %.1f GB/s of %.1f GB/s measured "
-        "bandwidth (efficiency %.2f)\nrestart: turn 11 TTFT %.2fx the warm engine's with the saved state, %.2fx "
+        "bandwidth (efficiency %.2f)\nrestart: turn 11 TTFT %.2fx the warm engine's with the saved state, "
+        "%.2fx "
         "without it\nKV per position: %.0f KB in %s\n",
         ttftSpeedupTurn10, totalSpeedup, peakExtraRatio, newConversationTtftSpeedup, ttftFlatness,
         modes.empty() ? 0.0 : modes.back().decodeTokensPerSecond, decodeBytesPerToken / 1e6,
         decodeBytesPerToken * (modes.empty() ? 0.0 : modes.back().decodeTokensPerSecond) / 1e9,
         memoryBandwidthGBs, decodeEfficiency, restartTtftRatio, restartWithoutStateTtftRatio,
-        kvElementsPerPosition * (kvDtype == "float32" ? 4.0 : 2.0) / 1024, kvDtype.c_str());
+        kvBytesPerPosition.count(kvDtype) ? kvBytesPerPosition.at(kvDtype) / 1024.0 : 0.0, kvDtype.c_str());
     s << buf;
     s << "Note: long answers are decode-bound; caching removes prefill and vision work but cannot shorten "
          "decoding, so the total speed-up shrinks as answers grow (try --answer-tokens 8 / 32 / 128).\n";
@@ -413,11 +425,8 @@ std::string BenchReport::json() const {
     j["decode_efficiency"] = decodeEfficiency;
     j["restart_ttft_ratio"] = restartTtftRatio;
     j["restart_without_state_ttft_ratio"] = restartWithoutStateTtftRatio;
-    // The KV dtype is the model's compute dtype; the others are what the same layout takes.
-    j["kv_dtype"] = kvDtype;
-    j["kv_bytes_per_position"] = {{"float32", kvElementsPerPosition * 4},
-                                  {"bfloat16", kvElementsPerPosition * 2},
-                                  {"float16", kvElementsPerPosition * 2}};
+    j["kv_dtype"] = kvDtype; // what the modes ran with
+    j["kv_bytes_per_position"] = kvBytesPerPosition;
     return j.dump(2);
 }
 

@@ -3,6 +3,7 @@
 // MiniGPT-4 demo's behaviour and with each optimisation, reporting ratios against the
 // original. Answers have a fixed length (random-weight models never stop by themselves).
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,8 @@ struct BenchOptions {
     std::string imagePath;     // empty: a generated test pattern
     int answerTokens = 32;
     int threads = 0;
-    std::string dtype; // every mode computes in it ("": the model folder's)
+    std::string dtype;   // every mode computes in it ("": the model folder's)
+    std::string kvDtype; // "" (the compute dtype) or "int8", in every mode
     std::vector<std::string> modes{"original", "feature_cache", "kv_reuse", "pool", "all"};
     uint64_t poolBytes = 0; // 0: sized to the scripted conversation
 };
@@ -51,8 +53,8 @@ struct BenchReport {
     // First turn after a restart over the warm TTFT of the same turn (saved state / none).
     double restartTtftRatio = 0, restartWithoutStateTtftRatio = 0;
     // KV state per sequence position (all layers, K and V) in the model's dtype and others.
-    std::string kvDtype;
-    uint64_t kvElementsPerPosition = 0;
+    std::string kvDtype;                                // what the modes kept it in
+    std::map<std::string, uint64_t> kvBytesPerPosition; // float32, bfloat16, float16, int8
     std::string table() const;
     std::string json() const;
 };

@@ -68,6 +68,9 @@ Engine::Engine(EngineSettings settings)
                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     at::set_num_threads(n);
     responses_ = std::make_unique<ResponseCache>();
+    if (!settings_.kvDtype.empty() && settings_.kvDtype != "int8")
+        throw Error("KV dtype '" + settings_.kvDtype +
+                    "': use int8, or leave it empty for the model's dtype");
 }
 
 Engine::~Engine() {
@@ -93,7 +96,7 @@ void Engine::buildCaches() {
     pool_.reset();
     if (!model_) return;
     if (settings_.memoryPool) {
-        const KvShape s = model_->llm().kvShape();
+        const KvShape s = kvShape();
         const uint64_t block = static_cast<uint64_t>(KvCache::blockBytes(s, settings_.kvBlockPositions));
         uint64_t cap = settings_.memoryPoolBytes;
         if (cap == 0) {
@@ -163,7 +166,9 @@ void Engine::attachStorage(Conversation &c) {
 }
 
 void Engine::applySettings(const EngineSettings &s) {
-    const bool rebuild = s.memoryPool != settings_.memoryPool ||
+    if (!s.kvDtype.empty() && s.kvDtype != "int8")
+        throw Error("KV dtype '" + s.kvDtype + "': use int8, or leave it empty for the model's dtype");
+    const bool rebuild = s.memoryPool != settings_.memoryPool || s.kvDtype != settings_.kvDtype ||
                          s.memoryPoolBytes != settings_.memoryPoolBytes ||
                          s.featureCache != settings_.featureCache ||
                          s.featureDiskDir != settings_.featureDiskDir || s.device != settings_.device;
@@ -218,8 +223,13 @@ uint64_t Engine::llmDecodeBytesPerToken() const {
 }
 
 uint64_t Engine::kvBytesPerPosition() const {
-    const KvShape s = model().llm().kvShape();
-    return static_cast<uint64_t>(2 * s.layers * s.kvHeads * s.headDim) * c10::elementSize(s.dtype);
+    return static_cast<uint64_t>(KvCache::bytesPerPosition(kvShape()));
+}
+
+KvShape Engine::kvShape() const {
+    KvShape s = model().llm().kvShape();
+    s.int8 = settings_.kvDtype == "int8";
+    return s;
 }
 
 uint64_t Engine::poolCapacityBytes() const {

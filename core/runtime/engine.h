@@ -34,6 +34,7 @@ struct ConversationKvStats;
 struct Conversation;
 struct ConvImage;
 struct ModelConfig;
+struct KvShape;
 struct PromptPlan;
 struct DecodeOutcome;
 
@@ -53,6 +54,9 @@ struct EngineSettings {
     // Positions per KV block and layer. Attention runs one matmul pair per block, so small
     // blocks cost decode time (128 measured 22% slower decode than 512 on the bench model).
     int64_t kvBlockPositions = 512;
+    // How attention state is kept: "" (the model's compute dtype) or "int8" (one float scale
+    // per head and position; about 1/4 of float32's bytes, 1/2 of bfloat16's).
+    std::string kvDtype;
     uint64_t featureDeviceBytes = 256ull << 20;
     uint64_t featureHostBytes = 256ull << 20;
     uint64_t featureDiskBytes = 2ull << 30;
@@ -202,6 +206,7 @@ private:
     ConvImage prepareConvImage(const ImageInput &in) const; // decode, preprocess, hash
     void buildCaches();
     void attachStorage(Conversation &c);
+    KvShape kvShape() const; // the model's KV layout, with the settings' storage precision
     bool freePoolMemory(const Conversation *active);
     void pushPoolStats();
     EngineSettings settings_;

@@ -90,7 +90,7 @@ ReferenceReport checkReference(const std::string &dir, double tolerance,
 
 ReferenceReport checkReference(const std::string &dir, const std::string &modelDir, double tolerance,
                                const std::string &dtype,
-                               const std::function<void(const ReferenceDiff &)> &progress) {
+                               const std::function<void(const ReferenceDiff &)> &progress, bool int8Kv) {
     c10::InferenceMode guard;
     ReferenceReport report;
     report.tolerance = tolerance;
@@ -147,6 +147,7 @@ ReferenceReport checkReference(const std::string &dir, const std::string &modelD
     msgs.push_back(u1);
 
     Session session;
+    session.setKvInt8(int8Kv); // the conversation's KV; the full prefills stay at full width
     double decodeMs = 0;
     int decodeSteps = 0;
     for (int turn = 1; turn <= 2; ++turn) {

@@ -28,8 +28,11 @@ ReferenceReport checkReference(const std::string &dir, double tolerance = 1e-4,
                                const std::function<void(const ReferenceDiff &)> &progress = {});
 // The same check with the weights of another model folder (an imported one) against the
 // reference recorded in `dir`; `dtype` ("" = the folder's) as MiniGptModel::load takes it.
+// int8Kv: the conversation's KV (turn 2's reuse, greedy decoding) is kept as int8, so its
+// logits differ slightly from the original's and its greedy ids must not.
 ReferenceReport checkReference(const std::string &dir, const std::string &modelDir, double tolerance,
                                const std::string &dtype,
-                               const std::function<void(const ReferenceDiff &)> &progress = {});
+                               const std::function<void(const ReferenceDiff &)> &progress = {},
+                               bool int8Kv = false);
 
 } // namespace mgd

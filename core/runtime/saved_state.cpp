@@ -31,11 +31,11 @@ std::string defaultStateDir() {
 
 // What the KV depends on: the LLM's weights (named by their files: hashing gigabytes at every
 // load would cost more than the tier saves), its configuration and the compute dtype.
-std::string llmIdentity(const MiniGptModel &m) {
+std::string llmIdentity(const MiniGptModel &m, bool int8) {
     Hasher128 h;
     std::error_code ec;
     h.add(fs::weakly_canonical(m.dir(), ec).string()).add("|").add(m.config().toJsonText());
-    h.add("|").add(c10::toString(m.llm().kvShape().dtype));
+    h.add("|").add(c10::toString(m.llm().kvShape().dtype)).add(int8 ? "|int8" : "");
     std::vector<fs::path> files;
     for (const auto &e : fs::directory_iterator(m.dir(), ec))
         if (e.path().extension() == ".safetensors") files.push_back(e.path());
@@ -58,8 +58,9 @@ std::string textHash(const std::string &text) {
 void Engine::setupKvStore() {
     kvStore_.reset();
     if (!model_ || settings_.kvDiskBytes == 0 || !settings_.kvReuse) return;
-    const KvShape s = model_->llm().kvShape();
-    KvExpectation e{llmIdentity(*model_), s.layers, s.kvHeads, s.headDim, s.dtype, s.maxPositions};
+    const KvShape s = kvShape();
+    // Entries hold the dequantized state of an int8 KV: another identity than a full-width one.
+    KvExpectation e{llmIdentity(*model_, s.int8), s.layers, s.kvHeads, s.headDim, s.dtype, s.maxPositions};
     try {
         kvStore_ = std::make_unique<ConversationKvStore>(
             settings_.kvDiskDir.empty() ? defaultStateDir() : settings_.kvDiskDir, settings_.kvDiskBytes, e);
@@ -105,7 +106,7 @@ void Engine::restoreSavedState(Conversation &c) {
     }
     // The KV is used only as far as its keys match the next prompt (Session::prefill); a
     // pool without room leaves the conversation to prefill normally.
-    if (c.session.importState(model().llm().kvShape(), std::move(e->keys), e->layers))
+    if (c.session.importState(kvShape(), std::move(e->keys), e->layers))
         metrics_->addCounter("conversation_state_restores");
     pushPoolStats();
 }

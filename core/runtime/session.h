@@ -44,6 +44,11 @@ public:
     void dropState();
     // Where the KV lives from now on (see KvCache::usePool); drops the current state.
     void usePool(MemoryPool *pool, int64_t blockPositions, std::function<bool()> onExhausted);
+    // Keep the KV as int8 (KvShape::int8); drops the current state.
+    void setKvInt8(bool on) {
+        dropState();
+        kv_.setInt8(on);
+    }
     uint64_t kvBytes() const { return kv_.bytes(); }
     // The positions' keys and KV ([2, kvHeads, n, headDim] per layer), for saving.
     std::vector<at::Tensor> exportKv() const { return kv_.exportState(); }

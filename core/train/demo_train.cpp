@@ -738,7 +738,8 @@ void writeExamples(const std::string &dir, uint64_t seed) {
         const std::string name = "example" + std::to_string(i + 1) + ".png";
         writePng(im, dir + "/" + name);
         // The answer is the scene's truth (packaging/check-package.sh compares the installed model with it).
-        list.push_back({{"image", name}, {"question", turns.front().question}, {"answer", turns.front().answer}});
+        list.push_back(
+            {{"image", name}, {"question", turns.front().question}, {"answer", turns.front().answer}});
     }
     std::ofstream(dir + "/examples.json") << list.dump(1) << "\n";
 #else
@@ -801,10 +802,11 @@ std::string EvalReport::table() const {
 }
 
 EvalReport evaluateDemoModel(const std::string &modelDir, int questions, uint64_t seed, int threads,
-                             int laterQuestions, const std::string &dtype) {
+                             int laterQuestions, const std::string &dtype, const std::string &kvDtype) {
     EngineSettings es;
     es.threads = threads;
     es.dtype = dtype;
+    es.kvDtype = kvDtype;
     es.featureCache = false; // nothing on disk, and every image is new anyway
     es.responseCache = false;
     Engine e(es);

@@ -80,7 +80,8 @@ struct EvalReport {
 // same image (any type but a follow-up pair), scored apart as "later".
 // `dtype` ("" = the folder's) as EngineSettings::dtype: float32, bfloat16, int8.
 EvalReport evaluateDemoModel(const std::string &modelDir, int questions, uint64_t seed, int threads = 0,
-                             int laterQuestions = 0, const std::string &dtype = "");
+                             int laterQuestions = 0, const std::string &dtype = "",
+                             const std::string &kvDtype = "");
 
 // `count` generated training pictures (PNG) and their scenes and Q&A (samples.txt), to look at.
 void writeDemoSamples(const std::string &out, int count, uint64_t seed);

@@ -6,6 +6,7 @@
 #include <xxhash.h>
 
 #include "core/cache/response_cache.h"
+#include "core/memory/memory_pool.h"
 #include "core/model/kv_cache.h"
 #include "core/runtime/engine.h"
 #include "core/util/error.h"
@@ -64,6 +65,54 @@ private slots:
         QVERIFY_THROWS_EXCEPTION(Error, kv.commit(100000)); // past what was reserved
         kv.truncate(3);
         QCOMPARE(kv.length(), int64_t(3));
+    }
+
+    // int8 KV: what attention reads back is within half a quantization step of what was
+    // written, in both storages, and a position takes about a quarter of float32's bytes.
+    void int8KvRoundTripsWithinHalfAStep() {
+        c10::InferenceMode guard;
+        const KvShape s{3, 2, 64, 1024, at::kFloat, at::kCPU};
+        MemoryPool pool(64 << 20,
+                        KvCache::blockBytes(KvShape{3, 2, 64, 1024, at::kFloat, at::kCPU, true}, 16));
+        for (bool pooled : {false, true}) {
+            KvCache kv;
+            if (pooled) kv.usePool(&pool, 16, {});
+            kv.setInt8(true);
+            kv.reserve(s, 40);
+            at::manual_seed(7);
+            std::vector<at::Tensor> ks, vs;
+            for (int64_t l = 0; l < 3; ++l) {
+                ks.push_back(at::randn({2, 40, 64}) * (l + 1));
+                vs.push_back(at::randn({2, 40, 64}));
+                kv.write(l, 0, ks[l], vs[l]);
+            }
+            kv.commit(40);
+            for (int64_t l = 0; l < 3; ++l) {
+                std::vector<at::Tensor> kParts, vParts;
+                for (const auto &[k, v] : kv.segments(l, 40)) kParts.push_back(k), vParts.push_back(v);
+                const at::Tensor k = at::cat(kParts, 1), v = at::cat(vParts, 1);
+                QCOMPARE(k.scalar_type(), at::kFloat);
+                const at::Tensor step = ks[l].abs().amax(-1, true) / 127;
+                QVERIFY(((k - ks[l]).abs() <= step / 2 + 1e-6).all().item<bool>());
+                QVERIFY((v - vs[l]).abs().max().item<double>() < 0.02);
+            }
+            // The saved-state round trip keeps the values.
+            KvCache again;
+            again.setInt8(true);
+            again.importState(s, kv.exportState());
+            QCOMPARE(again.length(), int64_t(40));
+            QVERIFY(at::equal(again.exportState()[1], kv.exportState()[1]));
+        }
+        KvShape wide = s, narrow = s;
+        narrow.int8 = true;
+        QCOMPARE(KvCache::bytesPerPosition(wide), int64_t(3 * 2 * 2 * 64 * 4));
+        QCOMPARE(KvCache::bytesPerPosition(narrow), int64_t(3 * 2 * 2 * (64 + 4)));
+        QVERIFY_THROWS_EXCEPTION(Error, [&] {
+            KvCache busy;
+            busy.reserve(s, 4);
+            busy.commit(4);
+            busy.setInt8(true); // not while it holds state
+        }());
     }
 
     void engineSettingsCompareEveryField() {
