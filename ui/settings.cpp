@@ -63,6 +63,7 @@ SettingsValues Settings::values() const {
     e.redisUrl = s.value("cache/redisUrl", QString()).toString().toStdString();
     e.kvDiskBytes = mib(s, "cache/conversationStateMiB", d.engine.kvDiskBytes);
     e.kvDiskDir = s.value("cache/conversationStateDir", QString()).toString().toStdString();
+    e.kvDtype = s.value("cache/kvDtype", QString()).toString() == "int8" ? "int8" : "";
     e.systemPrompt = s.value("prompt/system", QString()).toString().toStdString();
     e.eviction = s.value("cache/eviction", "lru").toString() == "lfu" ? mgd::EvictionPolicy::Lfu
                                                                       : mgd::EvictionPolicy::Lru;
@@ -98,6 +99,7 @@ void Settings::setValues(const SettingsValues &v) {
     s.setValue("cache/redisUrl", QString::fromStdString(v.engine.redisUrl));
     s.setValue("cache/conversationStateMiB", QVariant::fromValue<qulonglong>(v.engine.kvDiskBytes / kMiB));
     s.setValue("cache/conversationStateDir", QString::fromStdString(v.engine.kvDiskDir));
+    s.setValue("cache/kvDtype", QString::fromStdString(v.engine.kvDtype));
     s.setValue("prompt/system", QString::fromStdString(v.engine.systemPrompt));
     s.setValue("cache/eviction", v.engine.eviction == mgd::EvictionPolicy::Lfu ? "lfu" : "lru");
     s.setValue("sampling/greedy", v.sampling.greedy);

@@ -96,6 +96,8 @@ SettingsDialog::SettingsDialog(const SettingsValues &values, const QString &prom
         threads_->setValue(d.engine.threads);
         systemPrompt_->clear();
         kvReuse_->setChecked(d.engine.kvReuse);
+        kvDtype_->setCurrentIndex(0);
+        stateDisk_->setValue(static_cast<int>(d.engine.kvDiskBytes / kMiB));
         featureCache_->setChecked(d.engine.featureCache);
         prefixCache_->setChecked(d.engine.prefixCache);
         responseCache_->setChecked(d.engine.responseCache);
@@ -223,7 +225,22 @@ QWidget *SettingsDialog::cachePage() {
     kvReuse_ = new QCheckBox(tr("Keep each conversation's KV state between turns"), w);
     kvReuse_->setObjectName("kvReuse");
     kvReuse_->setChecked(e.kvReuse);
+    connect(kvReuse_, &QCheckBox::toggled, this, &SettingsDialog::updateEnabled);
     f->addRow(tr("KV reuse:"), kvReuse_);
+    kvDtype_ = new QComboBox(w);
+    kvDtype_->setObjectName("kvDtype");
+    kvDtype_->addItem(tr("Model precision"), QString());
+    kvDtype_->addItem(tr("int8 (about 1/4 of float32's memory, 1/2 of bfloat16's)"), QStringLiteral("int8"));
+    kvDtype_->setCurrentIndex(e.kvDtype == "int8" ? 1 : 0);
+    kvDtype_->setToolTip(tr("How attention state is stored: int8 holds about twice (bfloat16) or four "
+                            "times (float32) as many positions in the same memory, at a small cost in "
+                            "accuracy"));
+    f->addRow(tr("  KV precision:"), kvDtype_);
+    stateDisk_ = mibBox(w, e.kvDiskBytes, 1 << 22, tr("off"));
+    stateDisk_->setObjectName("conversationStateMiB");
+    stateDisk_->setToolTip(tr("Saved attention state of conversations, so a conversation reopened after "
+                              "a restart answers without reading its history again"));
+    f->addRow(tr("  kept across restarts:"), stateDisk_);
     prefixCache_ = new QCheckBox(tr("New conversations reuse a shared prompt prefix"), w);
     prefixCache_->setObjectName("prefixCache");
     prefixCache_->setChecked(e.prefixCache);
@@ -282,6 +299,8 @@ void SettingsDialog::updateEnabled() {
                        static_cast<QWidget *>(redisUrl_), static_cast<QWidget *>(eviction_)})
         w->setEnabled(fc);
     poolSize_->setEnabled(pool_->isChecked());
+    kvDtype_->setEnabled(kvReuse_->isChecked());
+    stateDisk_->setEnabled(kvReuse_->isChecked());
 }
 
 void SettingsDialog::offerModels(const QList<QPair<QString, QString>> &models) {
@@ -316,6 +335,8 @@ SettingsValues SettingsDialog::values() const {
     v.engine.featureDiskDir = featureDir_->text().trimmed().toStdString();
     v.engine.redisUrl = redisUrl_->text().trimmed().toStdString();
     v.engine.eviction = eviction_->currentIndex() == 1 ? mgd::EvictionPolicy::Lfu : mgd::EvictionPolicy::Lru;
+    v.engine.kvDtype = kvDtype_->currentData().toString().toStdString();
+    v.engine.kvDiskBytes = static_cast<uint64_t>(stateDisk_->value()) * kMiB;
     v.engine.memoryPool = pool_->isChecked();
     v.engine.memoryPoolBytes = uint64_t(poolSize_->value()) * kMiB;
     return v;

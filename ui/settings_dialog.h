@@ -49,4 +49,6 @@ private:
     QLineEdit *featureDir_ = nullptr;
     QLineEdit *redisUrl_ = nullptr;
     QComboBox *eviction_ = nullptr;
+    QComboBox *kvDtype_ = nullptr;
+    QSpinBox *stateDisk_ = nullptr;
 };

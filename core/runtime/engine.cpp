@@ -163,6 +163,7 @@ void Engine::attachStorage(Conversation &c) {
                           [this, raw] { return freePoolMemory(raw); });
     else
         c.session.usePool(nullptr, 0, {});
+    c.session.setKvInt8(settings_.kvDtype == "int8");
 }
 
 void Engine::applySettings(const EngineSettings &s) {
