@@ -17,6 +17,7 @@
 #include <iterator>
 #include <vector>
 
+#include "core/util/checksum.h"
 #include "core/util/error.h"
 
 namespace fs = std::filesystem;
@@ -199,7 +200,8 @@ FeatureFileStatus decodeFeatureBlob(const uint8_t *p, size_t n, const std::strin
     if (!dtypeFromCode(p[44], dtype) || ndim > kMaxDims || n < headerBytes(ndim))
         return FeatureFileStatus::Corrupt;
     const size_t hb = headerBytes(ndim);
-    if (get<uint64_t>(p + hb - 8) != XXH3_64bits(p, hb - 8)) return FeatureFileStatus::Corrupt;
+    if (!checksumMatches(get<uint64_t>(p + hb - 8), XXH3_64bits(p, hb - 8)))
+        return FeatureFileStatus::Corrupt;
     std::vector<int64_t> shape(ndim);
     uint64_t numel = 1;
     for (size_t i = 0; i < ndim; ++i) {
@@ -212,7 +214,8 @@ FeatureFileStatus decodeFeatureBlob(const uint8_t *p, size_t n, const std::strin
     if (__builtin_mul_overflow(numel, static_cast<uint64_t>(at::elementSize(dtype)), &expect) ||
         expect != payload || n - hb != payload)
         return FeatureFileStatus::Corrupt;
-    if (XXH3_64bits(p + hb, payload) != get<uint64_t>(p + hb - 16)) return FeatureFileStatus::Corrupt;
+    if (!checksumMatches(get<uint64_t>(p + hb - 16), XXH3_64bits(p + hb, payload)))
+        return FeatureFileStatus::Corrupt;
     at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
     std::memcpy(t.data_ptr(), p + hb, payload);
     out = std::move(t);

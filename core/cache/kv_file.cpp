@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/cache/feature_file.h"
+#include "core/util/checksum.h"
 #include "core/util/error.h"
 
 namespace mgd {
@@ -93,7 +94,8 @@ KvFileStatus decode(uint64_t size, const ReadAt &readAt, const KvExpectation &ex
     if (size < kHeader || !readAt(0, h, kHeader))
         return fail(KvFileStatus::Corrupt, "shorter than its header");
     if (std::memcmp(h, kMagic, sizeof kMagic) != 0) return fail(KvFileStatus::Corrupt, "not a KV entry");
-    if (get<uint64_t>(h + 56) != XXH3_64bits(h, 56)) return fail(KvFileStatus::Corrupt, "header checksum");
+    if (!checksumMatches(get<uint64_t>(h + 56), XXH3_64bits(h, 56)))
+        return fail(KvFileStatus::Corrupt, "header checksum");
     if (get<uint32_t>(h + 8) != kKvFileVersion) return fail(KvFileStatus::Corrupt, "another format version");
     const uint64_t metaBytes = get<uint32_t>(h + 12), keysBytes = get<uint64_t>(h + 16),
                    payloadBytes = get<uint64_t>(h + 24);
@@ -112,7 +114,7 @@ KvFileStatus decode(uint64_t size, const ReadAt &readAt, const KvExpectation &ex
     XXH3_64bits_update(st, out.keys.data(), keysBytes);
     const uint64_t metaSum = XXH3_64bits_digest(st);
     XXH3_freeState(st);
-    if (metaSum != get<uint64_t>(h + 32)) return fail(KvFileStatus::Corrupt, "meta checksum");
+    if (!checksumMatches(get<uint64_t>(h + 32), metaSum)) return fail(KvFileStatus::Corrupt, "meta checksum");
 
     const nlohmann::json j = nlohmann::json::parse(meta, nullptr, false);
     KvEntryMeta &m = out.meta;
@@ -172,7 +174,8 @@ KvFileStatus decode(uint64_t size, const ReadAt &readAt, const KvExpectation &ex
     const uint64_t payloadSum = XXH3_64bits_digest(st);
     XXH3_freeState(st);
     if (!ok) return fail(KvFileStatus::Corrupt, "truncated payload");
-    if (payloadSum != get<uint64_t>(h + 40)) return fail(KvFileStatus::Corrupt, "payload checksum");
+    if (!checksumMatches(get<uint64_t>(h + 40), payloadSum))
+        return fail(KvFileStatus::Corrupt, "payload checksum");
     return KvFileStatus::Ok;
 }
 
