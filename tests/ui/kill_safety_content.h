@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <string>
 
+#include "core/cache/kv_file.h"
+
 namespace killsafety {
 
 inline constexpr int kConversations = 5;
@@ -41,6 +43,31 @@ inline int64_t entryOfKey(const std::string &key) {
 // [entry, entry+1, ..., entry+n-1] as floats (exact below 2^24).
 inline at::Tensor featureValue(int64_t entry) {
     return at::arange(kFeatureValues, at::kFloat).add_(static_cast<double>(entry % 1000000));
+}
+
+// A saved conversation state (core/cache/kv_file) for conversation c at `version`: its
+// positions and values are functions of both.
+inline const mgd::KvExpectation &kvExpectation() {
+    static const mgd::KvExpectation e{"kill-safety-model", 2, 2, 8, at::kFloat, 4096};
+    return e;
+}
+inline mgd::KvEntry kvEntry(int c, int version) {
+    mgd::KvEntry e;
+    const int64_t positions = 64 + version % 200;
+    for (int64_t p = 0; p < positions; ++p) e.keys.push_back(c * 100000 + version);
+    for (int l = 0; l < 2; ++l)
+        e.layers.push_back(at::full({2, 2, positions, 8}, static_cast<float>(version * 10 + l)));
+    e.meta.messages.push_back({true, std::to_string(version), {}});
+    return e;
+}
+inline bool kvEntryIsWhole(const mgd::KvEntry &e, int c, int *version) {
+    if (e.meta.messages.size() != 1) return false;
+    *version = std::stoi(e.meta.messages[0].textHash);
+    const mgd::KvEntry want = kvEntry(c, *version);
+    if (e.keys != want.keys || e.layers.size() != want.layers.size()) return false;
+    for (size_t l = 0; l < e.layers.size(); ++l)
+        if (!at::equal(e.layers[l], want.layers[l])) return false;
+    return true;
 }
 
 } // namespace killsafety

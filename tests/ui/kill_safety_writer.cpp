@@ -1,5 +1,6 @@
-// The process test_kill_safety kills: it saves conversations and writes feature-cache entries
-// as fast as it can, through the app's own ConversationStore and FeatureCache, and prints a
+// The process test_kill_safety kills: it saves conversations, feature-cache entries and saved
+// conversation states as fast as it can, through the app's own ConversationStore,
+// FeatureCache and ConversationKvStore, and prints a
 // line after each save is on disk ("saved <id> <version>"). Every run continues the versions
 // the store already holds, so 100 runs killed at random make one long history.
 // Content is a function of (conversation, version), so the test can tell a whole version
@@ -11,6 +12,7 @@
 #include <QImage>
 #include <cstdio>
 
+#include "core/cache/conversation_kv_store.h"
 #include "core/cache/feature_cache.h"
 #include "tests/ui/kill_safety_content.h"
 #include "ui/conversation_store.h"
@@ -58,6 +60,8 @@ int main(int argc, char **argv) {
     fs.diskBytes = killsafety::kFeatureDiskBytes;
     fs.diskDir = argv[2];
     mgd::FeatureCache features(fs);
+    mgd::ConversationKvStore states(std::string(argv[2]) + "/../state", 64 << 20,
+                                    killsafety::kvExpectation());
 
     int version[killsafety::kConversations] = {};
     for (const auto &s : store.list())
@@ -73,6 +77,7 @@ int main(int argc, char **argv) {
         store.save(versionOf(c, v));
         const int64_t entry = int64_t(next + round) * 7 + c;
         features.insert(killsafety::featureKey(entry), killsafety::featureValue(entry));
+        states.save(killsafety::conversationId(c).toStdString(), killsafety::kvEntry(c, v));
         store.flush();
         std::printf("saved %s %d\n", qPrintable(killsafety::conversationId(c)), v);
         std::fflush(stdout);

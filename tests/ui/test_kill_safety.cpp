@@ -2,7 +2,8 @@
 // loop; it is SIGKILLed at a random moment 100 times. After every kill the store is reopened:
 // every conversation must load, whole, at the version it last confirmed or the one it was
 // writing (never older, never torn, never lost), with its image; every feature entry the
-// cache serves must be exactly what was written; nothing corrupt may be used.
+// cache serves and every saved conversation state must be exactly what was written; nothing
+// corrupt may be used.
 #include <ATen/ATen.h>
 
 #include <QDir>
@@ -11,6 +12,7 @@
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include "core/cache/conversation_kv_store.h"
 #include "core/cache/feature_cache.h"
 #include "tests/ui/kill_safety_content.h"
 #include "ui/conversation_store.h"
@@ -30,7 +32,7 @@ void TestKillSafety::hundredKillsLoseNothing() {
         qEnvironmentVariableIntValue("MGD_KILLS") > 0 ? qEnvironmentVariableIntValue("MGD_KILLS") : 100;
     QRandomGenerator rng(20261129);
     int confirmed[killsafety::kConversations] = {};
-    int totalSaves = 0, featureEntriesChecked = 0, featureHits = 0;
+    int totalSaves = 0, featureEntriesChecked = 0, featureHits = 0, statesLoaded = 0;
     for (int k = 0; k < kills; ++k) {
         QProcess writer;
         writer.start(KILL_SAFETY_WRITER, {dataDir, featureDir});
@@ -86,14 +88,28 @@ void TestKillSafety::hundredKillsLoseNothing() {
                      qPrintable(QString("kill %1: feature entry %2 differs").arg(k).arg(name)));
         }
         QCOMPARE(cache.stats().disk.rejectedCorrupt, uint64_t(0));
+        // Saved conversation states: each one whole (some version) or absent, never torn.
+        mgd::ConversationKvStore states((tmp.filePath("state")).toStdString(), 64 << 20,
+                                        killsafety::kvExpectation());
+        for (int c = 0; c < killsafety::kConversations; ++c) {
+            if (confirmed[c] == 0) continue;
+            const auto e = states.load(killsafety::conversationId(c).toStdString());
+            if (!e) continue;
+            int v = 0;
+            QVERIFY2(killsafety::kvEntryIsWhole(*e, c, &v),
+                     qPrintable(QString("kill %1: state %2 torn").arg(k).arg(c)));
+            ++statesLoaded;
+        }
+        QCOMPARE(states.stats().rejectedCorrupt, uint64_t(0));
     }
     // The temporary files of interrupted writes are not conversations and not entries.
     const QStringList convFiles = QDir(dataDir + "/conversations").entryList(QDir::Files);
-    qInfo("%d kills, %d confirmed saves, %d feature entries checked (%d served), files left in "
-          "conversations/: %lld",
-          kills, totalSaves, featureEntriesChecked, featureHits, qint64(convFiles.size()));
+    qInfo("%d kills, %d confirmed saves, %d feature entries checked (%d served), %d saved states "
+          "loaded whole, files left in conversations/: %lld",
+          kills, totalSaves, featureEntriesChecked, featureHits, statesLoaded, qint64(convFiles.size()));
     QVERIFY(totalSaves > kills); // the kills landed in the middle of real work
     QVERIFY(featureHits > 0);
+    QVERIFY(statesLoaded > 0);
 }
 
 QTEST_GUILESS_MAIN(TestKillSafety)
