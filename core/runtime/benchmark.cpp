@@ -182,10 +182,12 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
         // follow from the same layout.
         const std::string compute = o.dtype.empty() ? engine.modelSummary().dtype : o.dtype;
         rep.kvDtype = o.kvDtype.empty() ? compute : o.kvDtype;
+        EngineSettings probe = off;
+        probe.kvDtype = "";
+        engine.applySettings(probe);
         const uint64_t full = engine.kvBytesPerPosition(), width = compute == "float32" ? 4 : 2;
         rep.kvBytesPerPosition = {
             {"float32", full / width * 4}, {"bfloat16", full / width * 2}, {"float16", full / width * 2}};
-        EngineSettings probe = off;
         probe.kvDtype = "int8";
         engine.applySettings(probe);
         rep.kvBytesPerPosition["int8"] = engine.kvBytesPerPosition();
