@@ -217,7 +217,7 @@ FeatureFileStatus decodeFeatureBlob(const uint8_t *p, size_t n, const std::strin
     if (!checksumMatches(get<uint64_t>(p + hb - 16), XXH3_64bits(p + hb, payload)))
         return FeatureFileStatus::Corrupt;
     at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
-    std::memcpy(t.data_ptr(), p + hb, payload);
+    if (payload > 0) std::memcpy(t.data_ptr(), p + hb, payload); // an empty tensor has no data pointer
     out = std::move(t);
     return FeatureFileStatus::Ok;
 }

@@ -257,7 +257,7 @@ KvFileStatus decodeKvBytes(const uint8_t *data, size_t size, const KvExpectation
                            std::string *why) {
     const ReadAt readAt = [data, size](uint64_t offset, void *dst, size_t n) {
         if (offset > size || n > size - offset) return false;
-        std::memcpy(dst, data + offset, n);
+        if (n > 0) std::memcpy(dst, data + offset, n); // an empty tensor has no data pointer
         return true;
     };
     return decode(size, readAt, expect, out, why);

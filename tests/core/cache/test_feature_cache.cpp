@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "core/cache/feature_cache.h"
+#include "core/cache/feature_file.h"
 #include "core/util/error.h"
 
 using mgd::CachePolicy;
@@ -76,9 +77,8 @@ bool countersConsistent(const TierCounters &t) {
 }
 
 bool statsConsistent(const FeatureCacheStats &s) {
-    return countersConsistent(s.device) && countersConsistent(s.host) &&
-           countersConsistent(s.disk) && s.lookups == s.hits + s.misses &&
-           s.hits == s.device.hits + s.host.hits + s.disk.hits;
+    return countersConsistent(s.device) && countersConsistent(s.host) && countersConsistent(s.disk) &&
+           s.lookups == s.hits + s.misses && s.hits == s.device.hits + s.host.hits + s.disk.hits;
 }
 
 // The engine's memory pool in miniature: fixed blocks, a free list, a mutex, and accounting
@@ -86,8 +86,7 @@ bool statsConsistent(const FeatureCacheStats &s) {
 // as the engine does when it asks the cache for room.
 class FakeStore : public mgd::BlockStore {
 public:
-    FakeStore(int blocks, size_t blockBytes)
-        : bytes_(blockBytes), data_(blocks), state_(blocks, 0) {
+    FakeStore(int blocks, size_t blockBytes) : bytes_(blockBytes), data_(blocks), state_(blocks, 0) {
         for (auto &d : data_) d.assign(blockBytes, 0xee);
         for (int b = blocks - 1; b >= 0; --b) free_.push_back(b);
     }
@@ -147,6 +146,23 @@ class TestFeatureCache : public QObject {
     Q_OBJECT
 
 private slots:
+    // An entry with no elements (a 0-sized dimension) round-trips; found by fuzzing: the read
+    // copied its zero bytes to an empty tensor's null data pointer (UB; the sanitized build's
+    // UBSan stops on it).
+    void emptyTensorEntryRoundTrips() {
+        QTemporaryDir dir;
+        const std::string path = dir.filePath("e.mgdf").toStdString(), key = std::string(32, 'a');
+        mgd::writeFeatureFile(path, key, at::empty({0, 4}));
+        at::Tensor back;
+        QCOMPARE(mgd::readFeatureFile(path, key, back), mgd::FeatureFileStatus::Ok);
+        QCOMPARE(back.sizes(), at::IntArrayRef({0, 4}));
+        const std::string blob = mgd::encodeFeatureBlob(key, at::empty({3, 0}, at::kBFloat16));
+        QCOMPARE(
+            mgd::decodeFeatureBlob(reinterpret_cast<const uint8_t *>(blob.data()), blob.size(), key, back),
+            mgd::FeatureFileStatus::Ok);
+        QCOMPARE(back.scalar_type(), at::kBFloat16);
+    }
+
     void hitReturnsTensorIdenticalToInserted() {
         QTemporaryDir dir;
         for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
@@ -383,8 +399,7 @@ private slots:
             cache.insert(keyOf(3), v);
             // Flip one payload byte.
             {
-                std::fstream f(filePath(dir, keyOf(1)),
-                               std::ios::in | std::ios::out | std::ios::binary);
+                std::fstream f(filePath(dir, keyOf(1)), std::ios::in | std::ios::out | std::ios::binary);
                 f.seekg(-5, std::ios::end);
                 const char c = static_cast<char>(f.get() ^ 0x10);
                 f.seekp(-5, std::ios::end);
@@ -394,8 +409,7 @@ private slots:
             std::filesystem::resize_file(filePath(dir, keyOf(2)), fileBytes(v) - 10);
             // Flip a header byte (the dtype): the header checksum catches it.
             {
-                std::fstream f(filePath(dir, keyOf(3)),
-                               std::ios::in | std::ios::out | std::ios::binary);
+                std::fstream f(filePath(dir, keyOf(3)), std::ios::in | std::ios::out | std::ios::binary);
                 f.seekp(44);
                 f.put(static_cast<char>(6)); // int32, same size as fp32
             }
@@ -611,8 +625,7 @@ private slots:
                         cache.evictHost(1024 * (1 + rng() % 4));
                     } else {
                         const FeatureCacheStats s = cache.stats();
-                        if (!statsConsistent(s) || s.host.bytes > hostBudget ||
-                            s.disk.bytes > diskBudget)
+                        if (!statsConsistent(s) || s.host.bytes > hostBudget || s.disk.bytes > diskBudget)
                             ++badSnapshots;
                         cache.contains(keys[k]);
                     }
@@ -633,8 +646,7 @@ private slots:
         QCOMPARE(st.lookups, lookups.load());
         QCOMPARE(st.host.lookups, lookups.load());
         QCOMPARE(st.disk.lookups, st.host.misses);
-        QVERIFY(st.host.hits > 0 && st.disk.hits > 0 && st.host.evictions > 0 &&
-                st.disk.evictions > 0);
+        QVERIFY(st.host.hits > 0 && st.disk.hits > 0 && st.host.evictions > 0 && st.disk.evictions > 0);
         QVERIFY(st.host.bytes <= hostBudget && st.disk.bytes <= diskBudget);
         QCOMPARE(st.pinned, uint64_t{0});
         QCOMPARE(st.disk.rejectedCorrupt, uint64_t{0});

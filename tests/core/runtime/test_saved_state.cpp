@@ -1,11 +1,13 @@
 // Conversation state across restarts (EngineSettings::kvDiskDir): a restarted engine continues
 // a tagged conversation prefilling only the new question, with the answer it would have given
 // without the restart; damaged, stale or foreign entries are dropped and never used.
+#include <ATen/ATen.h>
 #include <QFile>
 #include <QTemporaryDir>
 #include <QtTest>
 
 #include "core/cache/conversation_kv_store.h"
+#include "core/cache/kv_file.h"
 #include "core/runtime/engine.h"
 
 namespace {
@@ -164,6 +166,31 @@ private slots:
         QVERIFY2(r.stats.reusedTokens > 100, qPrintable(QString::number(r.stats.reusedTokens)));
         QVERIFY(r.stats.reusedTokens < r.stats.promptTokens - 16);
         QCOMPARE(r.stats.reusedTokens + r.stats.prefillTokens, r.stats.promptTokens);
+    }
+
+    // The entry format alone: a whole entry reads back exactly; one with no positions too (its
+    // empty tensors have no data pointer to copy to).
+    void kvFileRoundTripsIncludingAnEmptyOne() {
+        QTemporaryDir tmp;
+        const mgd::KvExpectation expect{"m", 2, 2, 4, at::kFloat, 64};
+        for (int64_t positions : {int64_t(5), int64_t(0)}) {
+            mgd::KvEntry e;
+            e.meta = {"m", "c", 2, 2, 4, at::kFloat, {{true, "h", {}}, {false, "g", {7, 8}}}};
+            for (int64_t p = 0; p < positions; ++p) e.keys.push_back(p * 3 - 2);
+            for (int l = 0; l < 2; ++l) e.layers.push_back(at::randn({2, 2, positions, 4}));
+            const std::string path = tmp.filePath("e.mgkv").toStdString();
+            mgd::writeKvFile(path, e);
+            mgd::KvEntry back;
+            std::string why;
+            QCOMPARE(mgd::readKvFile(path, expect, back, &why), mgd::KvFileStatus::Ok);
+            QCOMPARE(back.keys, e.keys);
+            QCOMPARE(back.meta.messages.size(), size_t(2));
+            QCOMPARE(back.meta.messages[1].answerIds, std::vector<int32_t>({7, 8}));
+            for (int l = 0; l < 2; ++l) QVERIFY(at::equal(back.layers[l], e.layers[l]));
+            mgd::KvExpectation other = expect;
+            other.model = "another";
+            QCOMPARE(mgd::readKvFile(path, other, back, &why), mgd::KvFileStatus::Stale);
+        }
     }
 
     void deletedConversationLosesItsStateAndTheBudgetHolds() {
