@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/util/error.h"
+#include "core/util/fd_io.h"
 
 namespace fs = std::filesystem;
 
@@ -32,10 +33,6 @@ constexpr const char *kExt = ".mgdf";
 constexpr size_t kKeyChars = 32;
 // A temp file this old cannot belong to a write in progress: a crash left it.
 constexpr auto kStaleTemp = std::chrono::minutes(10);
-
-std::string errnoText() {
-    return std::strerror(errno);
-}
 
 bool isEntryFileName(const std::string &name, std::string &key) {
     const size_t ext = std::strlen(kExt);

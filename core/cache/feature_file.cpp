@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/util/checksum.h"
+#include "core/util/fd_io.h"
 #include "core/util/error.h"
 
 namespace fs = std::filesystem;
@@ -78,32 +79,6 @@ std::string normalizedFeatureKey(const std::string &key) {
 }
 
 namespace {
-
-std::string errnoText() {
-    return std::strerror(errno);
-}
-
-bool writeAll(int fd, const uint8_t *p, size_t n) {
-    while (n > 0) {
-        const ssize_t w = ::write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return false;
-        p += w;
-        n -= static_cast<size_t>(w);
-    }
-    return true;
-}
-
-bool readAll(int fd, uint8_t *p, size_t n) {
-    while (n > 0) {
-        const ssize_t r = ::read(fd, p, n);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return false;
-        p += r;
-        n -= static_cast<size_t>(r);
-    }
-    return true;
-}
 
 template <typename T> void put(std::string &s, T v) {
     s.append(reinterpret_cast<const char *>(&v), sizeof v);

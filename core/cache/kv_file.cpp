@@ -14,6 +14,7 @@
 
 #include "core/cache/feature_file.h"
 #include "core/util/checksum.h"
+#include "core/util/fd_io.h"
 #include "core/util/error.h"
 
 namespace mgd {
@@ -52,22 +53,6 @@ template <class T> T get(const uint8_t *p) {
 
 template <class T> void put(uint8_t *p, T v) {
     std::memcpy(p, &v, sizeof v);
-}
-
-std::string errnoText() {
-    return std::strerror(errno);
-}
-
-bool writeAll(int fd, const void *data, size_t n) {
-    const char *p = static_cast<const char *>(data);
-    while (n > 0) {
-        const ssize_t w = ::write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return false;
-        p += w;
-        n -= static_cast<size_t>(w);
-    }
-    return true;
 }
 
 std::string metaJson(const KvEntry &e) {
@@ -238,18 +223,7 @@ KvFileStatus readKvFile(const std::string &path, const KvExpectation &expect, Kv
     } closer{fd};
     struct stat sb {};
     if (::fstat(fd, &sb) != 0) return KvFileStatus::Corrupt;
-    const ReadAt readAt = [fd](uint64_t offset, void *dst, size_t n) {
-        char *p = static_cast<char *>(dst);
-        while (n > 0) {
-            const ssize_t r = ::pread(fd, p, n, static_cast<off_t>(offset));
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) return false;
-            p += r;
-            offset += static_cast<uint64_t>(r);
-            n -= static_cast<size_t>(r);
-        }
-        return true;
-    };
+    const ReadAt readAt = [fd](uint64_t offset, void *dst, size_t n) { return preadAll(fd, dst, n, offset); };
     return decode(static_cast<uint64_t>(sb.st_size), readAt, expect, out, why);
 }
 
