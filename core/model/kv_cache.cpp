@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "core/cache/prefix_blocks.h"
 #include "core/memory/memory_pool.h"
 #include "core/util/error.h"
 
@@ -31,19 +32,25 @@ KvCache &KvCache::operator=(KvCache &&o) noexcept {
     int8_ = o.int8_;
     keyScales_ = std::move(o.keyScales_);
     valueScales_ = std::move(o.valueScales_);
+    shared_ = o.shared_;
+    sharedHashes_ = std::move(o.sharedHashes_);
     o.length_ = 0;
     o.pool_ = nullptr;
+    o.shared_ = nullptr;
+    o.sharedHashes_.clear();
     o.blocks_.clear();
     o.blockViews_.clear();
     o.blockScales_.clear();
     return *this;
 }
 
-void KvCache::usePool(MemoryPool *pool, int64_t blockPositions, std::function<bool()> onExhausted) {
+void KvCache::usePool(MemoryPool *pool, int64_t blockPositions, std::function<bool()> onExhausted,
+                      PrefixBlocks *shared) {
     release();
     pool_ = pool;
     blockPositions_ = blockPositions;
     onExhausted_ = std::move(onExhausted);
+    shared_ = pool ? shared : nullptr;
 }
 
 namespace {
@@ -83,18 +90,34 @@ void KvCache::setInt8(bool on) {
 }
 
 void KvCache::addBlock(int64_t l, int32_t b) {
+    blocks_[l].push_back(-1);
+    blockViews_[l].emplace_back();
+    if (shape_.int8) blockScales_[l].emplace_back();
+    setBlock(l, blocks_[l].size() - 1, b);
+}
+
+void KvCache::setBlock(int64_t l, size_t i, int32_t b) {
     const KvShape &s = shape_;
-    blocks_[l].push_back(b);
+    blocks_[l][i] = b;
     if (!s.int8) {
-        blockViews_[l].push_back(pool_->view(b, {2, s.kvHeads, blockPositions_, s.headDim}, s.dtype));
+        blockViews_[l][i] = pool_->view(b, {2, s.kvHeads, blockPositions_, s.headDim}, s.dtype);
         return;
     }
     const int64_t values = 2 * s.kvHeads * blockPositions_ * s.headDim;
     const at::Tensor raw = pool_->view(b, {int8Bytes(s, blockPositions_)}, at::kChar);
-    blockViews_[l].push_back(raw.narrow(0, 0, values).view({2, s.kvHeads, blockPositions_, s.headDim}));
-    blockScales_[l].push_back(raw.narrow(0, values, 2 * s.kvHeads * blockPositions_ * 4)
-                                  .view(at::kFloat)
-                                  .view({2, s.kvHeads, blockPositions_, 1}));
+    blockViews_[l][i] = raw.narrow(0, 0, values).view({2, s.kvHeads, blockPositions_, s.headDim});
+    blockScales_[l][i] = raw.narrow(0, values, 2 * s.kvHeads * blockPositions_ * 4)
+                             .view(at::kFloat)
+                             .view({2, s.kvHeads, blockPositions_, 1});
+}
+
+int32_t KvCache::allocateBlock(int64_t positions) {
+    int32_t b = pool_->allocate(PoolUse::Kv);
+    while (b < 0 && onExhausted_ && onExhausted_()) b = pool_->allocate(PoolUse::Kv);
+    if (b < 0)
+        throw Error("memory pool exhausted: the conversation needs " + std::to_string(positions) +
+                    " positions of attention state; raise the memory pool size or start a new chat");
+    return b;
 }
 
 int64_t KvCache::capacity() const {
@@ -111,17 +134,17 @@ void KvCache::reserve(const KvShape &sIn, int64_t positions) {
         blocks_.resize(s.layers);
         blockViews_.resize(s.layers);
         blockScales_.resize(s.layers);
-        const int64_t need = (positions + blockPositions_ - 1) / blockPositions_;
-        for (int64_t l = 0; l < s.layers; ++l) {
-            while (static_cast<int64_t>(blocks_[l].size()) < need) {
-                int32_t b = pool_->allocate(PoolUse::Kv);
-                while (b < 0 && onExhausted_ && onExhausted_()) b = pool_->allocate(PoolUse::Kv);
-                if (b < 0)
-                    throw Error(
-                        "memory pool exhausted: the conversation needs " + std::to_string(positions) +
-                        " positions of attention state; raise the memory pool size or start a new chat");
-                addBlock(l, b);
+        const size_t need = static_cast<size_t>((positions + blockPositions_ - 1) / blockPositions_);
+        // Block by block across the layers, so every layer always holds as many blocks.
+        while (blockCount() < need) {
+            std::vector<int32_t> got;
+            try {
+                for (int64_t l = 0; l < s.layers; ++l) got.push_back(allocateBlock(positions));
+            } catch (...) {
+                for (int32_t b : got) pool_->release(b);
+                throw;
             }
+            for (int64_t l = 0; l < s.layers; ++l) addBlock(l, got[l]);
         }
         return;
     }
@@ -150,6 +173,8 @@ void KvCache::reserve(const KvShape &sIn, int64_t positions) {
 
 void KvCache::write(int64_t layer, int64_t start, const at::Tensor &kIn, const at::Tensor &vIn) {
     const int64_t n = kIn.size(1);
+    if (start < sharedPositions())
+        throw Error("KV cache: a write at position " + std::to_string(start) + " into a shared block");
     at::Tensor k = kIn, v = vIn, ks, vs;
     if (shape_.int8) {
         std::tie(k, ks) = quantize(kIn);
@@ -203,18 +228,60 @@ std::vector<std::pair<at::Tensor, at::Tensor>> KvCache::segments(int64_t layer, 
     return out;
 }
 
-void KvCache::copyPrefixFrom(const KvCache &other, int64_t n) {
+void KvCache::copyFrom(const KvCache &other, int64_t n) {
     n = std::min(n, other.length_);
-    if (n <= 0) return;
+    const int64_t from = length_;
+    if (n <= from) return;
     reserve(other.shape_, n);
     for (int64_t l = 0; l < other.shape_.layers; ++l) {
         int64_t pos = 0;
         for (const auto &[k, v] : other.segments(l, n)) {
-            write(l, pos, k, v);
-            pos += k.size(1);
+            const int64_t len = k.size(1), a = std::max(from, pos);
+            if (a < pos + len)
+                write(l, a, k.narrow(1, a - pos, pos + len - a), v.narrow(1, a - pos, pos + len - a));
+            pos += len;
         }
     }
     length_ = n;
+}
+
+void KvCache::shareFullBlocks(const std::vector<Digest128> &hashes) {
+    if (!sharing()) return;
+    const size_t full = std::min(static_cast<size_t>(length_ / blockPositions_), hashes.size());
+    for (size_t i = sharedHashes_.size(); i < full; ++i) {
+        std::vector<int32_t> own(blocks_.size());
+        for (size_t l = 0; l < blocks_.size(); ++l) own[l] = blocks_[l][i];
+        if (!shared_->insert(hashes[i], own)) {
+            // An equal block (same positions after the same prefix) is held already: use it.
+            const std::vector<int32_t> *held = shared_->acquire(hashes[i]);
+            for (size_t l = 0; l < blocks_.size(); ++l) {
+                pool_->release(own[l]);
+                setBlock(static_cast<int64_t>(l), i, (*held)[l]);
+            }
+        }
+        sharedHashes_.push_back(hashes[i]);
+    }
+}
+
+int64_t KvCache::adoptSharedBlocks(const KvShape &sIn, const std::vector<Digest128> &hashes,
+                                   int64_t maxBlocks) {
+    if (length_ > 0 || blockCount() > 0)
+        throw Error("KV cache: shared blocks are adopted only by an empty cache");
+    if (!sharing()) return 0;
+    shape_ = sIn;
+    shape_.int8 = int8_;
+    blocks_.resize(shape_.layers);
+    blockViews_.resize(shape_.layers);
+    blockScales_.resize(shape_.layers);
+    const size_t limit = std::min(hashes.size(), static_cast<size_t>(std::max<int64_t>(0, maxBlocks)));
+    for (size_t i = 0; i < limit; ++i) {
+        const std::vector<int32_t> *held = shared_->acquire(hashes[i]);
+        if (!held) break;
+        for (int64_t l = 0; l < shape_.layers; ++l) addBlock(l, (*held)[l]);
+        sharedHashes_.push_back(hashes[i]);
+    }
+    length_ = sharedPositions();
+    return length_;
 }
 
 std::vector<at::Tensor> KvCache::exportState() const {
@@ -261,28 +328,58 @@ void KvCache::commit(int64_t n) {
     length_ = n;
 }
 
+void KvCache::dropLastBlock() {
+    const size_t i = blockCount() - 1;
+    const bool shared = i < sharedHashes_.size();
+    if (shared) {
+        shared_->release(sharedHashes_.back());
+        sharedHashes_.pop_back();
+    }
+    for (size_t l = 0; l < blocks_.size(); ++l) {
+        if (!shared) pool_->release(blocks_[l].back());
+        blocks_[l].pop_back();
+        blockViews_[l].pop_back();
+        if (!blockScales_[l].empty()) blockScales_[l].pop_back();
+    }
+}
+
+// Copy-on-write: the last block becomes this cache's own copy (it is about to be written).
+void KvCache::unshareLastBlock() {
+    const size_t i = blockCount() - 1;
+    std::vector<int32_t> copies;
+    try {
+        for (size_t l = 0; l < blocks_.size(); ++l) copies.push_back(allocateBlock(length_));
+    } catch (...) {
+        for (int32_t b : copies) pool_->release(b);
+        length_ = static_cast<int64_t>(i) * blockPositions_;
+        dropLastBlock();
+        throw;
+    }
+    const int64_t bytes = static_cast<int64_t>(pool_->blockBytes());
+    for (size_t l = 0; l < blocks_.size(); ++l) {
+        pool_->view(copies[l], {bytes}, at::kByte).copy_(pool_->view(blocks_[l][i], {bytes}, at::kByte));
+        setBlock(static_cast<int64_t>(l), i, copies[l]);
+    }
+    shared_->release(sharedHashes_.back());
+    sharedHashes_.pop_back();
+}
+
 void KvCache::truncate(int64_t n) {
     length_ = std::min(length_, n);
     if (!pool_) return;
     const size_t keep = static_cast<size_t>((length_ + blockPositions_ - 1) / blockPositions_);
-    for (size_t l = 0; l < blocks_.size(); ++l) {
-        while (blocks_[l].size() > keep) {
-            pool_->release(blocks_[l].back());
-            blocks_[l].pop_back();
-            blockViews_[l].pop_back();
-            if (!blockScales_.empty() && !blockScales_[l].empty()) blockScales_[l].pop_back();
-        }
-    }
+    while (blockCount() > keep) dropLastBlock();
+    if (length_ % blockPositions_ != 0 && keep <= sharedHashes_.size()) unshareLastBlock();
 }
 
 void KvCache::release() {
     length_ = 0;
     if (pool_)
-        for (auto &layer : blocks_)
-            for (int32_t b : layer) pool_->release(b);
+        while (blockCount() > 0) dropLastBlock();
     blocks_.clear();
     blockViews_.clear();
     blockScales_.clear();
+    sharedHashes_.clear();
     keys_.clear();
     values_.clear();
     keyScales_.clear();

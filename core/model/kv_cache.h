@@ -4,14 +4,19 @@
 // length and, with a pool, returns the blocks past it; storage is owned (moved, never copied).
 // Two storages: contiguous per-layer tensors grown geometrically (no pool), or fixed-size
 // blocks of `blockPositions` positions from the MemoryPool (no fragmentation, budgeted).
+// Pooled, the leading full blocks may be shared with other conversations (PrefixBlocks,
+// reference counted, immutable); every block after them is this cache's own.
 #include <ATen/core/Tensor.h>
 #include <functional>
 #include <utility>
 #include <vector>
 
+#include "core/util/hasher.h"
+
 namespace mgd {
 
 class MemoryPool;
+class PrefixBlocks;
 
 struct KvShape {
     int64_t layers = 0, kvHeads = 0, headDim = 0, maxPositions = 0;
@@ -34,7 +39,9 @@ public:
     // Stores blocks in `pool` from now on (the cache must be empty). onExhausted is asked to
     // free pool memory (evict features, idle conversations) when an allocation fails; it
     // returns false when nothing more can be freed.
-    void usePool(MemoryPool *pool, int64_t blockPositions, std::function<bool()> onExhausted);
+    // `shared` (optional, on the same pool) is where full blocks are shared with other caches.
+    void usePool(MemoryPool *pool, int64_t blockPositions, std::function<bool()> onExhausted,
+                 PrefixBlocks *shared = nullptr);
     static int64_t blockBytes(const KvShape &s, int64_t blockPositions);
     // Bytes one position takes in every layer, keys and values (scales included).
     static int64_t bytesPerPosition(const KvShape &s);
@@ -53,13 +60,29 @@ public:
     // Replaces the state with `layers` (as exportState() gives them): length() becomes their
     // positions. Throws mgd::Error when the pool has no room (the cache is then empty).
     void importState(const KvShape &s, const std::vector<at::Tensor> &layers);
-    // Copies the first n positions of `other` (same shape) into this cache.
-    void copyPrefixFrom(const KvCache &other, int64_t n);
+    // Copies positions [length(), n) of `other` (same shape, same prefix) into this cache.
+    void copyFrom(const KvCache &other, int64_t n);
+
+    // Sharing (pooled caches with a PrefixBlocks table). `hashes` are chainedBlockHashes of
+    // the keys of this cache's positions. Hands every full block not yet shared to the table
+    // (or, when the table holds an equal block already, uses that one and frees its own).
+    void shareFullBlocks(const std::vector<Digest128> &hashes);
+    // Starts an empty cache from the leading blocks among hashes[0, maxBlocks) that the table
+    // holds (references taken, nothing copied); returns the positions adopted.
+    int64_t adoptSharedBlocks(const KvShape &s, const std::vector<Digest128> &hashes, int64_t maxBlocks);
+    // Leading positions held in shared blocks (never written: truncate() copies the block a
+    // later write would touch).
+    int64_t sharedPositions() const { return static_cast<int64_t>(sharedHashes_.size()) * blockPositions_; }
+    bool sharing() const { return pool_ && shared_; }
+    const PrefixBlocks *sharedTable() const { return sharing() ? shared_ : nullptr; }
+    int64_t blockPositions() const { return pool_ ? blockPositions_ : 0; }
 
     // Positions [0, length()) hold valid keys/values.
     int64_t length() const { return length_; }
     // Marks positions [length(), n) as written (after write() filled them in every layer).
     void commit(int64_t n);
+    // Throws mgd::Error when a shared block must be copied (n inside it) and the pool has no
+    // room; the cache then holds the whole blocks before it.
     void truncate(int64_t n);
     void clear() { truncate(0); }
     void release(); // frees all storage
@@ -78,7 +101,14 @@ private:
     std::vector<std::vector<int32_t>> blocks_;         // pooled: per layer, block ids
     std::vector<std::vector<at::Tensor>> blockViews_;  // [layer][i] -> [2, kvHeads, P, headDim]
     std::vector<std::vector<at::Tensor>> blockScales_; // int8: [layer][i] -> [2, kvHeads, P, 1] float
+    PrefixBlocks *shared_ = nullptr;
+    std::vector<Digest128> sharedHashes_; // names of blocks [0, size) (shared, not owned)
     void addBlock(int64_t layer, int32_t block);
+    void setBlock(int64_t layer, size_t index, int32_t block);
+    int32_t allocateBlock(int64_t positions); // waits on onExhausted; throws when exhausted
+    void dropLastBlock();
+    void unshareLastBlock();
+    size_t blockCount() const { return blocks_.empty() ? 0 : blocks_[0].size(); }
     int64_t capacity() const;
 };
 

@@ -23,6 +23,7 @@
 #include "core/runtime/answer_text.h"
 #include "core/runtime/conversation.h"
 #include "core/runtime/decode_loop.h"
+#include "core/cache/prefix_blocks.h"
 #include "core/runtime/prefix_sharing.h"
 #include "core/runtime/prompt_template.h"
 #include "core/runtime/session.h"
@@ -76,12 +77,14 @@ Engine::Engine(EngineSettings settings)
 Engine::~Engine() {
     kvStore_.reset();       // finishes its queued writes
     conversations_.clear(); // their KV blocks go back to the pool before it goes
+    prefixBlocks_.reset();
     features_.reset();
 }
 
 void Engine::loadModel(const std::string &dir) {
     auto m = MiniGptModel::load(dir, settings_.dtype); // throws; the current model stays on failure
     conversations_.clear();
+    prefixBlocks_.reset();
     features_.reset();
     pool_.reset();
     model_ = std::move(m);
@@ -92,6 +95,7 @@ void Engine::loadModel(const std::string &dir) {
 void Engine::buildCaches() {
     // KV blocks and pool-backed features must go back before their pool goes.
     for (auto &[id, c] : conversations_) c->session.dropState();
+    prefixBlocks_.reset();
     features_.reset();
     pool_.reset();
     if (!model_) return;
@@ -108,6 +112,7 @@ void Engine::buildCaches() {
                                      MemoryPool::defaultCapacity(settings_.device));
         }
         pool_ = std::make_unique<MemoryPool>(cap, block, settings_.device);
+        prefixBlocks_ = std::make_unique<PrefixBlocks>(*pool_);
     }
     if (settings_.featureCache)
         features_ = std::make_unique<FeatureCache>(featureSettings(settings_), pool_.get());
@@ -159,8 +164,9 @@ std::string Engine::remoteStatus() const {
 void Engine::attachStorage(Conversation &c) {
     Conversation *raw = &c;
     if (pool_)
-        c.session.usePool(pool_.get(), settings_.kvBlockPositions,
-                          [this, raw] { return freePoolMemory(raw); });
+        c.session.usePool(
+            pool_.get(), settings_.kvBlockPositions, [this, raw] { return freePoolMemory(raw); },
+            prefixBlocks_.get());
     else
         c.session.usePool(nullptr, 0, {});
     c.session.setKvInt8(settings_.kvDtype == "int8");
@@ -191,6 +197,7 @@ void Engine::applySettings(const EngineSettings &s) {
 
 void Engine::clearCaches() {
     if (features_) features_->clear();
+    if (prefixBlocks_) prefixBlocks_->dropUnreferenced();
     responses_->clear();
     metrics_->reset();
     pushPoolStats();
@@ -233,6 +240,10 @@ KvShape Engine::kvShape() const {
     return s;
 }
 
+PrefixBlockStats Engine::sharedKvStats() const {
+    return prefixBlocks_ ? prefixBlocks_->stats() : PrefixBlockStats{};
+}
+
 uint64_t Engine::poolCapacityBytes() const {
     return pool_ ? pool_->stats().capacityBytes : 0;
 }
@@ -242,14 +253,21 @@ void Engine::pushPoolStats() {
         metrics_->setPoolStats(0, 0, 0, 0, 0, 0);
         return;
     }
+    const PrefixBlockStats b = prefixBlocks_->stats();
+    metrics_->setGauge("kv_shared_blocks", static_cast<double>(b.referenced));
+    metrics_->setGauge("kv_shared_references", static_cast<double>(b.references));
+    metrics_->setGauge("kv_cached_blocks", static_cast<double>(b.blocks - b.referenced));
+    metrics_->setGauge("kv_shared_block_hits", static_cast<double>(b.hits));
     const PoolStats p = pool_->stats();
     metrics_->setPoolStats(p.capacityBytes, p.usedBytes, p.highWaterBytes, p.kvBytes, p.featureBytes,
                            p.allocFailures);
 }
 
-// Called when the pool is full: cached features first, then the least recently used idle
-// conversation's KV (it re-prefills when used again). Never the active conversation.
+// Called when the pool is full: shared KV blocks no conversation uses, then cached features,
+// then the least recently used idle conversation's KV (it re-prefills when used again; its
+// shared blocks become unused ones). Never the active conversation.
 bool Engine::freePoolMemory(const Conversation *active) {
+    if (prefixBlocks_ && prefixBlocks_->evictOne()) return true;
     if (features_ && pool_ && features_->evictHost(pool_->blockBytes()) > 0) return true;
     Conversation *victim = nullptr;
     for (auto &[id, c] : conversations_)
@@ -632,16 +650,16 @@ bool Engine::startFromSharedPrefix(Conversation &c, const PromptPlan &plan) {
             others.push_back(&other->session);
             owner[&other->session] = other.get();
         }
-    const PrefixSource src = findSharedPrefix(c.session, others, plan.keys);
-    if (!src.session) return false;
+    // The last prompt position always runs (it gives the first answer token's logits).
+    const PrefixSource src = findSharedPrefix(c.session, others, plan.keys, plan.length - 1);
+    if (src.length == 0) return false;
     // The source must not be evicted to make room for its own copy.
-    Conversation &from = *owner.at(src.session);
-    from.busy = true;
-    struct Release {
-        Conversation &c;
-        ~Release() { c.busy = false; }
-    } release{from};
-    return adoptSharedPrefix(c.session, src, plan.length - 1);
+    Conversation *from = src.session ? owner.at(src.session) : nullptr;
+    const bool wasBusy = from && from->busy;
+    if (from) from->busy = true;
+    const bool started = adoptSharedPrefix(c.session, src, kvShape(), plan.keys);
+    if (from) from->busy = wasBusy;
+    return started;
 }
 
 at::Tensor Engine::prefill(Conversation &c, const PromptPlan &plan, TurnStats &stats) {
@@ -681,6 +699,7 @@ TurnResult Engine::finishTurn(Conversation &c, const SamplingParams &sp, const P
                            CachedResponse{out.text, out.generated, out.keptIds, stats.stopReason});
     c.messages.push_back(ChatMessage{false, r.answer, {}, std::move(out.keptIds)});
     r.tokens = std::move(out.generated);
+    if (settings_.kvReuse && settings_.prefixCache) c.session.shareBlocks();
     saveState(c);
     return r;
 }

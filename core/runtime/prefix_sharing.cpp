@@ -8,28 +8,32 @@
 namespace mgd {
 
 PrefixSource findSharedPrefix(const Session &target, const std::vector<const Session *> &others,
-                              const std::vector<int64_t> &promptKeys, int64_t minGain) {
+                              const std::vector<int64_t> &promptKeys, int64_t limit, int64_t minGain) {
     const int64_t own = target.commonPrefix(promptKeys);
-    PrefixSource best{nullptr, own};
+    PrefixSource best;
+    best.sharedBlocks = target.sharedPrefixHeld(promptKeys, limit);
+    best.length = best.sharedBlocks;
     for (const Session *s : others) {
-        const int64_t n = s->commonPrefix(promptKeys);
-        if (n > best.length) best = {s, n};
+        const int64_t n = std::min(s->commonPrefix(promptKeys), limit);
+        if (n > best.length) best.length = n, best.session = s;
     }
-    if (best.session && best.length <= own + minGain) best = {nullptr, own};
+    if (best.length <= own + minGain) return {};
     return best;
 }
 
-bool adoptSharedPrefix(Session &target, const PrefixSource &source, int64_t limit) {
-    if (!source.session) return false;
-    try {
-        target.adoptPrefix(*source.session, std::min(source.length, limit));
-        return true;
-    } catch (const Error &) {
-        // An optimisation, not a requirement: prefill normally (which may then evict the
-        // source's KV).
-        target.dropState();
-        return false;
+bool adoptSharedPrefix(Session &target, const PrefixSource &source, const KvShape &shape,
+                       const std::vector<int64_t> &promptKeys) {
+    if (source.length <= 0) return false;
+    const int64_t adopted = target.adoptSharedBlocks(shape, promptKeys, source.length);
+    if (source.session && source.length > adopted) {
+        try {
+            target.copyFrom(*source.session, source.length);
+        } catch (const Error &) {
+            // An optimisation, not a requirement: prefill the rest normally (which may then
+            // evict the source's KV).
+        }
     }
+    return target.length() > 0;
 }
 
 } // namespace mgd

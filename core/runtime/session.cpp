@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "core/cache/prefix_blocks.h"
 #include "core/model/llama.h"
 #include "core/util/error.h"
 
@@ -38,11 +39,46 @@ int64_t Session::commonPrefix(const std::vector<int64_t> &keys) const {
     return n;
 }
 
-void Session::adoptPrefix(const Session &other, int64_t n) {
-    n = std::min<int64_t>(n, other.commonPrefix(other.keys_));
-    kv_.truncate(0);
-    kv_.copyPrefixFrom(other.kv_, n);
+int64_t Session::sharedPrefixHeld(const std::vector<int64_t> &keys, int64_t limit) const {
+    const PrefixBlocks *table = kv_.sharedTable();
+    if (!table) return 0;
+    const int64_t P = kv_.blockPositions();
+    int64_t n = 0;
+    for (const Digest128 &h : chainedBlockHashes(keys, P)) {
+        if (n + P > limit || !table->contains(h)) break;
+        n += P;
+    }
+    return n;
+}
+
+int64_t Session::adoptSharedBlocks(const KvShape &shape, const std::vector<int64_t> &keys, int64_t limit) {
+    dropState();
+    if (!kv_.sharing()) return 0;
+    const int64_t P = kv_.blockPositions();
+    const int64_t n = kv_.adoptSharedBlocks(shape, chainedBlockHashes(keys, P), limit / P);
+    keys_.assign(keys.begin(), keys.begin() + n);
+    return n;
+}
+
+void Session::copyFrom(const Session &other, int64_t n) {
+    const int64_t from = length();
+    n = std::min(n, other.commonPrefix(other.keys_));
+    if (n <= from) return;
+    if (!std::equal(keys_.begin(), keys_.begin() + from, other.keys_.begin()))
+        throw Error("KV copy from a conversation with another prefix");
+    try {
+        kv_.copyFrom(other.kv_, n);
+    } catch (...) {
+        kv_.truncate(from);
+        throw;
+    }
     keys_.assign(other.keys_.begin(), other.keys_.begin() + n);
+}
+
+void Session::shareBlocks() {
+    if (!kv_.sharing()) return;
+    const std::vector<int64_t> held(keys_.begin(), keys_.begin() + std::min<int64_t>(length(), keys_.size()));
+    kv_.shareFullBlocks(chainedBlockHashes(held, kv_.blockPositions()));
 }
 
 void Session::clear() {
@@ -72,9 +108,10 @@ bool Session::importState(const KvShape &shape, std::vector<int64_t> keys,
     return true;
 }
 
-void Session::usePool(MemoryPool *pool, int64_t blockPositions, std::function<bool()> onExhausted) {
+void Session::usePool(MemoryPool *pool, int64_t blockPositions, std::function<bool()> onExhausted,
+                      PrefixBlocks *shared) {
     dropState();
-    kv_.usePool(pool, blockPositions, std::move(onExhausted));
+    kv_.usePool(pool, blockPositions, std::move(onExhausted), shared);
 }
 
 PrefillResult Session::prefill(const Llama &llm, const std::vector<PromptChunk> &chunks,
@@ -85,7 +122,12 @@ PrefillResult Session::prefill(const Llama &llm, const std::vector<PromptChunk> 
     const int64_t L = static_cast<int64_t>(keys.size());
     // The last prompt position must always run to produce the next-token logits.
     const int64_t common = reuse ? std::min(commonPrefix(keys), L - 1) : 0;
-    kv_.truncate(common);
+    try {
+        kv_.truncate(common); // copies a shared block the prefill would write into
+    } catch (...) {
+        keys_.resize(kv_.length());
+        throw;
+    }
     keys_.resize(common);
 
     // Embeddings of positions [common, L): token slices and image slices, in order.

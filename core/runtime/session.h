@@ -13,6 +13,7 @@
 namespace mgd {
 
 class Llama;
+class PrefixBlocks;
 
 struct PrefillResult {
     at::Tensor logits; // [n, vocab] (allLogits) or [1, vocab]
@@ -35,15 +36,24 @@ public:
     int64_t length() const { return kv_.length(); }
     // Longest common prefix of `keys` with what the KV holds.
     int64_t commonPrefix(const std::vector<int64_t> &keys) const;
-    // Starts from the first n positions of another session's KV (a shared prefix).
-    void adoptPrefix(const Session &other, int64_t n);
+    // Shared prefixes (see core/cache/prefix_blocks.h). Positions of `keys` (at most
+    // `limit`) that shared blocks held now would cover.
+    int64_t sharedPrefixHeld(const std::vector<int64_t> &keys, int64_t limit) const;
+    // Drops the state, then starts from those shared blocks (no copy); returns the positions.
+    int64_t adoptSharedBlocks(const KvShape &shape, const std::vector<int64_t> &keys, int64_t limit);
+    // Continues with positions [length(), n) copied from `other`, which holds the same keys
+    // before them (the part of a prefix that fills no whole block).
+    void copyFrom(const Session &other, int64_t n);
+    // Offers every full block of the state to the shared table (after a turn).
+    void shareBlocks();
     const std::vector<int64_t> &keys() const { return keys_; }
     // Forgets the positions but keeps the storage (the next prefill refills it).
     void clear();
     // Forgets the positions and frees the storage (blocks back to the pool).
     void dropState();
     // Where the KV lives from now on (see KvCache::usePool); drops the current state.
-    void usePool(MemoryPool *pool, int64_t blockPositions, std::function<bool()> onExhausted);
+    void usePool(MemoryPool *pool, int64_t blockPositions, std::function<bool()> onExhausted,
+                 PrefixBlocks *shared = nullptr);
     // Keep the KV as int8 (KvShape::int8); drops the current state.
     void setKvInt8(bool on) {
         dropState();

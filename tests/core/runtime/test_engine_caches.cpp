@@ -61,6 +61,70 @@ private slots:
         QCOMPARE(ref.stats.reusedTokens, int64_t{0});
     }
 
+    // Shared KV blocks through the engine: two conversations on one image hold one copy of
+    // its prefix; one regenerates, the other edits, and each gets what an engine with every
+    // cache off gives; deleted, every reference returns and the pool is whole.
+    void conversationsSharePrefixBlocksAndKeepTheirTailsApart() {
+        QTemporaryDir tmp;
+        mgd::EngineSettings s = settingsIn(tmp);
+        s.responseCache = false;
+        mgd::Engine e(s);
+        e.loadModel(kV1);
+        mgd::EngineSettings off = settingsIn(tmp);
+        off.featureCache = off.prefixCache = off.responseCache = off.memoryPool = false;
+        mgd::Engine plain(off);
+        plain.loadModel(kV1);
+
+        const int c1 = e.newConversation(), p1 = plain.newConversation();
+        QCOMPARE(e.submitTurn(c1, ask("What is in this image?", true)).tokens,
+                 plain.submitTurn(p1, ask("What is in this image?", true)).tokens);
+        const uint64_t kvAlone = e.metricsSnapshot().memory.poolKvBytes;
+        const int c2 = e.newConversation(), p2 = plain.newConversation();
+        auto second = e.submitTurn(c2, ask("Describe the colors.", true));
+        QVERIFY(second.stats.prefixFromOtherConversation);
+        QVERIFY2(second.stats.reusedTokens >= 102, qPrintable(QString::number(second.stats.reusedTokens)));
+        QCOMPARE(second.tokens, plain.submitTurn(p2, ask("Describe the colors.", true)).tokens);
+        const mgd::PrefixBlockStats shared = e.sharedKvStats();
+        QVERIFY(shared.referenced >= 6); // system prompt + image: >= 6 blocks of 16
+        QVERIFY(shared.references >= 2 * 6);
+        // The second conversation added its own tail, not a second prefix.
+        const uint64_t kvBoth = e.metricsSnapshot().memory.poolKvBytes;
+        QVERIFY2(kvBoth < 2 * kvAlone - kvAlone / 2,
+                 qPrintable(QString("%1 vs %2").arg(kvBoth).arg(kvAlone)));
+
+        mgd::SamplingParams sampled;
+        sampled.greedy = true;
+        sampled.repetitionPenalty = 1.0f;
+        sampled.maxNewTokens = 12;
+        QCOMPARE(e.regenerate(c1, sampled).tokens, plain.regenerate(p1, sampled).tokens);
+        QCOMPARE(e.editLast(c2, ask("Which shapes are there?", false)).tokens,
+                 plain.editLast(p2, ask("Which shapes are there?", false)).tokens);
+        QCOMPARE(e.submitTurn(c1, ask("And the background?", false)).tokens,
+                 plain.submitTurn(p1, ask("And the background?", false)).tokens);
+        QCOMPARE(e.submitTurn(c2, ask("How many?", false)).tokens,
+                 plain.submitTurn(p2, ask("How many?", false)).tokens);
+
+        e.deleteConversation(c1);
+        QVERIFY(e.sharedKvStats().references > 0); // c2 still holds them
+        e.deleteConversation(c2);
+        const mgd::PrefixBlockStats gone = e.sharedKvStats();
+        QCOMPARE(gone.references, uint64_t{0});
+        QCOMPARE(gone.referenced, uint64_t{0});
+        QVERIFY(gone.blocks > 0);                            // cached until the pool needs the room
+        QVERIFY(e.metricsSnapshot().memory.poolKvBytes > 0); // only those (cleared below)
+
+        // A new conversation on the image finds the cached blocks though nobody holds them.
+        const int c3 = e.newConversation();
+        auto third = e.submitTurn(c3, ask("Describe the colors.", true));
+        QVERIFY(third.stats.prefixFromOtherConversation);
+        QVERIFY(third.stats.reusedTokens >= 96);
+        QCOMPARE(third.tokens, second.tokens);
+        e.deleteConversation(c3);
+        e.clearCaches();
+        QCOMPARE(e.sharedKvStats().blocks, uint64_t{0});
+        QCOMPARE(e.metricsSnapshot().memory.poolKvBytes, uint64_t{0});
+    }
+
     void featureCacheHitEqualsRecomputationAndSurvivesRestart() {
         QTemporaryDir tmp;
         std::vector<int32_t> firstTokens;
