@@ -7,8 +7,10 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "core/kernels/gemv.h"
+#include "core/model/kv_cache.h"
 
 namespace mgd {
 
@@ -21,33 +23,36 @@ inline float bf16ToFloat(uint16_t h) {
     return f;
 }
 
-} // namespace
-
-bool decodeAttentionEligible(const at::Tensor &q,
-                             const std::vector<std::pair<at::Tensor, at::Tensor>> &segments) {
-    if (q.dim() != 4 || q.size(0) != 1 || q.size(2) != 1 || !q.device().is_cpu() || segments.empty())
-        return false;
-    if (q.requires_grad() && at::GradMode::is_enabled()) return false;
-    const at::ScalarType dt = q.scalar_type();
-    if (dt != at::kFloat && dt != at::kBFloat16) return false;
-    const int64_t H = q.size(1), Dh = q.size(3);
-    for (const auto &[k, v] : segments) {
-        for (const at::Tensor *t : {&k, &v})
-            if (t->dim() != 4 || t->size(0) != 1 || t->scalar_type() != dt || t->size(3) != Dh ||
-                t->stride(3) != 1 || t->stride(2) != Dh || !t->device().is_cpu())
-                return false;
-        if (k.size(1) == 0 || H % k.size(1) != 0 || v.size(1) != k.size(1) || v.size(2) != k.size(2))
-            return false;
+// row[t] = scale[t] * (q . k[t]) over int8 rows of Dh values.
+void scoresInt8(const float *q, const int8_t *k, const float *scale, int64_t len, int64_t Dh, float *row) {
+    for (int64_t t = 0; t < len; ++t) {
+        const int8_t *kr = k + t * Dh;
+        float s = 0;
+        for (int64_t d = 0; d < Dh; ++d) s += q[d] * static_cast<float>(kr[d]);
+        row[t] = s * scale[t];
     }
-    return true;
 }
 
-at::Tensor decodeAttention(const at::Tensor &qIn,
-                           const std::vector<std::pair<at::Tensor, at::Tensor>> &segments) {
-    const bool bf16 = qIn.scalar_type() == at::kBFloat16;
-    const int64_t H = qIn.size(1), Dh = qIn.size(3), KvH = segments.front().first.size(1), G = H / KvH;
-    int64_t total = 0;
-    for (const auto &s : segments) total += s.first.size(2);
+} // namespace
+
+bool decodeAttentionEligible(const at::Tensor &q, const KvCache &cache) {
+    if (q.dim() != 4 || q.size(0) != 1 || q.size(2) != 1 || !q.device().is_cpu()) return false;
+    if (q.requires_grad() && at::GradMode::is_enabled()) return false;
+    const at::ScalarType dt = q.scalar_type();
+    const KvElement e = cache.element();
+    const bool match = (e == KvElement::F32 && dt == at::kFloat) ||
+                       (e == KvElement::Bf16 && dt == at::kBFloat16) ||
+                       (e == KvElement::Int8 && (dt == at::kFloat || dt == at::kBFloat16));
+    return match && cache.kvHeads() > 0 && q.size(1) % cache.kvHeads() == 0 && q.size(3) == cache.headDim();
+}
+
+at::Tensor decodeAttention(const at::Tensor &qIn, const KvCache &cache, int64_t layer, int64_t total) {
+    const KvElement type = cache.element();
+    const int64_t H = qIn.size(1), Dh = qIn.size(3), G = H / cache.kvHeads();
+    // Reused from token to token (the engine decodes on one thread at a time).
+    thread_local std::vector<KvSpan> spans;
+    spans.clear();
+    cache.spans(layer, total, spans);
     at::Tensor q = qIn.to(at::kFloat).contiguous(); // [1, H, 1, Dh]
     at::Tensor scores = at::empty({H, total}, q.options());
     at::Tensor out = at::empty({1, H, 1, Dh}, q.options());
@@ -57,20 +62,23 @@ at::Tensor decodeAttention(const at::Tensor &qIn,
     at::parallel_for(0, H, 1, [&](int64_t h0, int64_t h1) {
         for (int64_t h = h0; h < h1; ++h) {
             const int64_t kvh = h / G;
+            const float *qh = qp + h * Dh;
             float *row = sp + h * total;
             int64_t off = 0;
-            for (const auto &[k, v] : segments) { // scores = K q over each block
-                const int64_t len = k.size(2);
-                if (bf16) {
-                    const auto *kp = static_cast<const uint16_t *>(k.data_ptr()) + kvh * k.stride(1);
-                    kernels::gemvBf16(kernels::PackedBf16(kp, len, Dh, Dh), qp + h * Dh, row + off, nullptr,
-                                      0, len);
-                } else {
-                    const float *kp = k.data_ptr<float>() + kvh * k.stride(1);
-                    kernels::gemvF32(kernels::PackedF32(kp, len, Dh, Dh), qp + h * Dh, row + off, nullptr, 0,
-                                     len);
-                }
-                off += len;
+            for (const KvSpan &s : spans) { // scores = K q over each block
+                const int64_t head = kvh * s.headStride;
+                if (type == KvElement::Bf16)
+                    kernels::gemvBf16(
+                        kernels::PackedBf16(static_cast<const uint16_t *>(s.k) + head, s.len, Dh, Dh), qh,
+                        row + off, nullptr, 0, s.len);
+                else if (type == KvElement::F32)
+                    kernels::gemvF32(
+                        kernels::PackedF32(static_cast<const float *>(s.k) + head, s.len, Dh, Dh), qh,
+                        row + off, nullptr, 0, s.len);
+                else
+                    scoresInt8(qh, static_cast<const int8_t *>(s.k) + head,
+                               s.kScale + kvh * s.scaleHeadStride, s.len, Dh, row + off);
+                off += s.len;
             }
             float mx = -std::numeric_limits<float>::infinity();
             for (int64_t t = 0; t < total; ++t) mx = std::max(mx, row[t] * scale);
@@ -80,24 +88,27 @@ at::Tensor decodeAttention(const at::Tensor &qIn,
             float *o = op + h * Dh;
             for (int64_t d = 0; d < Dh; ++d) o[d] = 0;
             off = 0;
-            for (const auto &[k, v] : segments) { // out = sum_t p[t] V[t]
-                const int64_t len = v.size(2);
-                for (int64_t t = 0; t < len; ++t) {
+            for (const KvSpan &s : spans) { // out = sum_t p[t] V[t]
+                const int64_t head = kvh * s.headStride;
+                for (int64_t t = 0; t < s.len; ++t) {
                     const float p = row[off + t] * inv;
-                    if (bf16) {
-                        const auto *vr =
-                            static_cast<const uint16_t *>(v.data_ptr()) + kvh * v.stride(1) + t * Dh;
+                    if (type == KvElement::Bf16) {
+                        const auto *vr = static_cast<const uint16_t *>(s.v) + head + t * Dh;
                         for (int64_t d = 0; d < Dh; ++d) o[d] += p * bf16ToFloat(vr[d]);
-                    } else {
-                        const float *vr = v.data_ptr<float>() + kvh * v.stride(1) + t * Dh;
+                    } else if (type == KvElement::F32) {
+                        const float *vr = static_cast<const float *>(s.v) + head + t * Dh;
                         for (int64_t d = 0; d < Dh; ++d) o[d] += p * vr[d];
+                    } else {
+                        const int8_t *vr = static_cast<const int8_t *>(s.v) + head + t * Dh;
+                        const float w = p * s.vScale[kvh * s.scaleHeadStride + t];
+                        for (int64_t d = 0; d < Dh; ++d) o[d] += w * static_cast<float>(vr[d]);
                     }
                 }
-                off += len;
+                off += s.len;
             }
         }
     });
-    return bf16 ? out.to(at::kBFloat16) : out;
+    return qIn.scalar_type() == at::kBFloat16 ? out.to(at::kBFloat16) : out;
 }
 
 } // namespace mgd

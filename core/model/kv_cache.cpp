@@ -228,6 +228,48 @@ std::vector<std::pair<at::Tensor, at::Tensor>> KvCache::segments(int64_t layer, 
     return out;
 }
 
+KvElement KvCache::element() const {
+    if (!shape_.device.is_cpu()) return KvElement::Other;
+    if (shape_.int8) return KvElement::Int8;
+    if (shape_.dtype == at::kFloat) return KvElement::F32;
+    if (shape_.dtype == at::kBFloat16) return KvElement::Bf16;
+    return KvElement::Other;
+}
+
+void KvCache::spans(int64_t layer, int64_t total, std::vector<KvSpan> &out) const {
+    const int64_t H = shape_.kvHeads, Dh = shape_.headDim;
+    const int64_t elem = shape_.int8 ? 1 : static_cast<int64_t>(c10::elementSize(shape_.dtype));
+    if (!pool_) {
+        KvSpan s;
+        s.k = keys_[layer].data_ptr();
+        s.v = values_[layer].data_ptr();
+        s.len = total;
+        s.headStride = keys_[layer].size(1) * Dh;
+        if (shape_.int8) {
+            s.kScale = keyScales_[layer].data_ptr<float>();
+            s.vScale = valueScales_[layer].data_ptr<float>();
+            s.scaleHeadStride = keyScales_[layer].size(1);
+        }
+        out.push_back(s);
+        return;
+    }
+    // A block is [2 (K, V), kvHeads, P, headDim], scales [2, kvHeads, P, 1].
+    for (int64_t pos = 0, b = 0; pos < total; pos += blockPositions_, ++b) {
+        const char *base = static_cast<const char *>(blockViews_[layer][b].data_ptr());
+        KvSpan s;
+        s.k = base;
+        s.v = base + H * blockPositions_ * Dh * elem;
+        s.len = std::min(blockPositions_, total - pos);
+        s.headStride = blockPositions_ * Dh;
+        if (shape_.int8) {
+            s.kScale = static_cast<const float *>(blockScales_[layer][b].data_ptr());
+            s.vScale = s.kScale + H * blockPositions_;
+            s.scaleHeadStride = blockPositions_;
+        }
+        out.push_back(s);
+    }
+}
+
 void KvCache::copyFrom(const KvCache &other, int64_t n) {
     n = std::min(n, other.length_);
     const int64_t from = length_;

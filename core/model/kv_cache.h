@@ -27,6 +27,17 @@ struct KvShape {
     bool int8 = false;
 };
 
+// Raw, read-only views of positions for one-token attention: built without tensor ops, so a
+// decode step pays nothing per block. k and v hold [kvHeads][len][headDim] elements of
+// KvCache::element(), a head `headStride` elements after the previous; int8 state has one
+// float scale per head and position (kScale/vScale, heads `scaleHeadStride` apart).
+struct KvSpan {
+    const void *k = nullptr, *v = nullptr;
+    const float *kScale = nullptr, *vScale = nullptr;
+    int64_t len = 0, headStride = 0, scaleHeadStride = 0;
+};
+enum class KvElement { F32, Bf16, Int8, Other };
+
 class KvCache {
 public:
     KvCache() = default;
@@ -54,6 +65,12 @@ public:
     void write(int64_t layer, int64_t start, const at::Tensor &k, const at::Tensor &v);
     // Views (K, V), each [kvHeads, len, headDim], covering positions [0, total) in order.
     std::vector<std::pair<at::Tensor, at::Tensor>> segments(int64_t layer, int64_t total) const;
+    // What spans() point at; Other (spans() unusable) for dtypes the decode kernels lack.
+    KvElement element() const;
+    // Spans covering positions [0, total) of `layer`, appended to `out` (CPU storage only).
+    void spans(int64_t layer, int64_t total, std::vector<KvSpan> &out) const;
+    int64_t kvHeads() const { return shape_.kvHeads; }
+    int64_t headDim() const { return shape_.headDim; }
     // Positions [0, length()) of every layer, as [2, kvHeads, length, headDim] CPU tensors
     // (what a saved conversation keeps).
     std::vector<at::Tensor> exportState() const;

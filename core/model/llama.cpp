@@ -93,11 +93,15 @@ at::Tensor Llama::layerForward(const Layer &l, const at::Tensor &x, const at::Te
     at::Tensor q = rope(qkv[0].view({B, n, H, Dh}).transpose(1, 2));   // [B, H, n, Dh]
     at::Tensor k = rope(qkv[1].view({B, n, KvH, Dh}).transpose(1, 2)); // [B, KvH, n, Dh]
     at::Tensor v = qkv[2].view({B, n, KvH, Dh}).transpose(1, 2);
-    const auto segs = kv(k, v);
-    if (n == 1 && !mask.defined() && decodeAttentionEligible(q, segs)) {
-        at::Tensor ctx = decodeAttention(q, segs).view({B, 1, D}); // [1, H, 1, Dh] -> [1, 1, D]
+    KvRead read = kv(k, v);
+    if (read.cache && !mask.defined() && decodeAttentionEligible(q, *read.cache)) {
+        at::Tensor ctx = decodeAttention(q, *read.cache, read.layer, read.total).view({B, 1, D});
         return mlpBlock(l, x + l.o(ctx));
     }
+    if (read.cache)
+        for (auto &s : read.cache->segments(read.layer, read.total))
+            read.segments.emplace_back(s.first.unsqueeze(0), s.second.unsqueeze(0));
+    const auto &segs = read.segments;
     // Grouped heads: the G query heads of one kv head share its keys. [B, KvH, G*n, Dh]
     at::Tensor qg = q.reshape({B, KvH, G * n, Dh});
     std::vector<at::Tensor> parts; // per KV segment: [B, KvH, G*n, len]
@@ -144,10 +148,7 @@ at::Tensor Llama::forward(const at::Tensor &embeds, KvCache &cache, bool allLogi
     for (int li = 0; li < c_.layers; ++li) {
         x = layerForward(layers_[li], x, cos, sin, mask, [&](const at::Tensor &k, const at::Tensor &v) {
             cache.write(li, start, k[0], v[0]);
-            std::vector<std::pair<at::Tensor, at::Tensor>> segs;
-            for (auto &s : cache.segments(li, total))
-                segs.emplace_back(s.first.unsqueeze(0), s.second.unsqueeze(0));
-            return segs;
+            return KvRead{{}, &cache, li, total};
         });
         if (hidden && li + 1 < c_.layers) hidden->push_back(x);
     }
@@ -179,13 +180,13 @@ at::Tensor Llama::forwardTrain(const at::Tensor &embeds, int64_t shared) const {
             xp = layerForward(l, xp, cosP, sinP, maskP, [&](const at::Tensor &k, const at::Tensor &v) {
                 kp = k;
                 vp = v;
-                return std::vector<std::pair<at::Tensor, at::Tensor>>{{k, v}};
+                return KvRead{{{k, v}}};
             });
         x = layerForward(l, x, cos, sin, mask, [&](const at::Tensor &k, const at::Tensor &v) {
-            std::vector<std::pair<at::Tensor, at::Tensor>> segs;
-            if (P > 0) segs.emplace_back(kp.expand({B, -1, -1, -1}), vp.expand({B, -1, -1, -1}));
-            segs.emplace_back(k, v);
-            return segs;
+            KvRead r;
+            if (P > 0) r.segments.emplace_back(kp.expand({B, -1, -1, -1}), vp.expand({B, -1, -1, -1}));
+            r.segments.emplace_back(k, v);
+            return r;
         });
     }
     return lmHead_(rmsNorm(x, finalNorm_)).to(at::kFloat);

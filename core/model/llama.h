@@ -52,10 +52,16 @@ private:
         Linear q, k, v, o, gate, up, down;
     };
     at::Tensor rmsNorm(const at::Tensor &x, const at::Tensor &w) const;
-    // kv(k, v) stores this call's keys/values [B, kvHeads, n, headDim] and returns the (K, V)
-    // segments to attend over, in position order, each [B, kvHeads, len, headDim].
-    using KvFn =
-        std::function<std::vector<std::pair<at::Tensor, at::Tensor>>(const at::Tensor &, const at::Tensor &)>;
+    // What a layer attends over: (K, V) segments in position order, each [B, kvHeads, len,
+    // headDim], or positions [0, total) of a cache's layer read in place (one-token decode).
+    struct KvRead {
+        std::vector<std::pair<at::Tensor, at::Tensor>> segments;
+        const KvCache *cache = nullptr;
+        int64_t layer = 0, total = 0;
+    };
+    // kv(k, v) stores this call's keys/values [B, kvHeads, n, headDim] and returns what to
+    // attend over.
+    using KvFn = std::function<KvRead(const at::Tensor &, const at::Tensor &)>;
     // One decoder layer on x [B, n, hidden]; mask [n, total] or undefined.
     at::Tensor layerForward(const Layer &l, const at::Tensor &x, const at::Tensor &cos, const at::Tensor &sin,
                             const at::Tensor &mask, const KvFn &kv) const;

@@ -7,6 +7,7 @@
 
 #include "core/cache/response_cache.h"
 #include "core/memory/memory_pool.h"
+#include "core/model/decode_attention.h"
 #include "core/model/kv_cache.h"
 #include "core/runtime/engine.h"
 #include "core/util/error.h"
@@ -113,6 +114,45 @@ private slots:
             busy.commit(4);
             busy.setInt8(true); // not while it holds state
         }());
+    }
+
+    // One-token attention reads every storage in place (contiguous or 16-position blocks;
+    // float32, bfloat16, int8) and gives what softmax(q K^T / sqrt(Dh)) V over the values
+    // the cache hands back as tensors gives.
+    void decodeAttentionReadsEveryStorageInPlace() {
+        c10::InferenceMode guard;
+        const int64_t H = 4, KvH = 2, Dh = 24, n = 37; // n: two full blocks and a partial one
+        for (at::ScalarType dt : {at::kFloat, at::kBFloat16})
+            for (bool int8 : {false, true})
+                for (bool pooled : {false, true}) {
+                    const KvShape s{2, KvH, Dh, 64, dt, at::kCPU, int8};
+                    MemoryPool pool(1 << 20, KvCache::blockBytes(s, 16));
+                    KvCache kv;
+                    if (pooled) kv.usePool(&pool, 16, {});
+                    kv.setInt8(int8);
+                    kv.reserve(s, n);
+                    at::manual_seed(3);
+                    for (int64_t l = 0; l < 2; ++l)
+                        kv.write(l, 0, at::randn({KvH, n, Dh}).to(dt), at::randn({KvH, n, Dh}).to(dt));
+                    kv.commit(n);
+                    const at::Tensor q = at::randn({1, H, 1, Dh}).to(dt);
+                    QVERIFY(decodeAttentionEligible(q, kv));
+                    const at::Tensor got = decodeAttention(q, kv, 1, n).to(at::kFloat);
+                    std::vector<at::Tensor> ks, vs;
+                    for (const auto &[k, v] : kv.segments(1, n)) ks.push_back(k), vs.push_back(v);
+                    const at::Tensor K = at::cat(ks, 1).to(at::kFloat).repeat_interleave(H / KvH, 0);
+                    const at::Tensor V = at::cat(vs, 1).to(at::kFloat).repeat_interleave(H / KvH, 0);
+                    const at::Tensor qf = q.to(at::kFloat).view({H, 1, Dh});
+                    const at::Tensor want = at::matmul(
+                        (at::matmul(qf, K.transpose(1, 2)) / std::sqrt(double(Dh))).softmax(-1), V);
+                    const double tol = dt == at::kBFloat16 ? 2e-2 : 1e-5;
+                    QVERIFY2(at::allclose(got.view({H, 1, Dh}), want, tol, tol),
+                             qPrintable(QString("dtype %1 int8 %2 pooled %3: %4")
+                                            .arg(int(dt))
+                                            .arg(int8)
+                                            .arg(pooled)
+                                            .arg((got.view({H, 1, Dh}) - want).abs().max().item<double>())));
+                }
     }
 
     void engineSettingsCompareEveryField() {
