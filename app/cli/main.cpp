@@ -70,6 +70,7 @@ caches:   --no-kv-reuse --no-feature-cache --no-prefix-cache --no-response-cache
           --redis redis://[:password@]host:port[/db]|unix:///path  (a feature tier shared by desks)
           --redis-ttl SECONDS
           --kv-dtype model|int8 (attention state at the model's width, or int8 with scales)
+          --kv-block-positions N (positions per KV block: the unit conversations share; 16)
           --conversation-state-dir DIR  --conversation-state-size MB (saved KV of tagged chats)
 other:    --threads N  --device cpu|cuda  --dtype float32|bfloat16|float16|int8 (overrides the folder's)
           --stats (per-turn statistics to stderr)
@@ -186,7 +187,9 @@ Options parse(int argc, char **argv) {
             const std::string v = c.value();
             if (v != "model" && v != "int8") throw mgd::Error("--kv-dtype must be model or int8");
             o.engine.kvDtype = v == "int8" ? "int8" : "";
-        } else if (a == "--conversation-state-dir")
+        } else if (a == "--kv-block-positions")
+            o.engine.kvBlockPositions = std::max(1, c.integer());
+        else if (a == "--conversation-state-dir")
             o.engine.kvDiskDir = c.value();
         else if (a == "--conversation-state-size")
             o.engine.kvDiskBytes = static_cast<uint64_t>(c.number() * (1 << 20));
@@ -334,6 +337,7 @@ mgd::BenchOptions benchOptions(const Options &o) {
     b.dtype = o.engine.dtype;
     b.kvDtype = o.engine.kvDtype;
     b.poolBytes = o.engine.memoryPoolBytes;
+    b.kvBlockPositions = o.engine.kvBlockPositions;
     if (!o.modes.empty()) b.modes = o.modes;
     return b;
 }

@@ -97,4 +97,12 @@ MGD_GEMV_DECLARE(avx2)
 MGD_GEMV_DECLARE(avx512) // gemvQ8 needs AVX512-VNNI; gemvBf16Bf16 uses AVX512-BF16 if allowed
 #undef MGD_GEMV_DECLARE
 
+// The few-row products of gemm.h (gemm_avx512.cpp), weight rows [r0, r1).
+namespace avx512 {
+void gemmF32(const PackedF32 &w, const float *x, int64_t m, int64_t xStride, float *y, int64_t yStride,
+             const float *bias, int64_t r0, int64_t r1);
+void gemmBf16(const PackedBf16 &w, const uint16_t *x, int64_t m, int64_t xStride, float *y, int64_t yStride,
+              const float *bias, int64_t r0, int64_t r1);
+} // namespace avx512
+
 } // namespace mgd::kernels::detail

@@ -59,53 +59,60 @@ at::Tensor decodeAttention(const at::Tensor &qIn, const KvCache &cache, int64_t 
     const float *qp = q.data_ptr<float>();
     float *sp = scores.data_ptr<float>(), *op = out.data_ptr<float>();
     const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
+    // Block by block, each thread over its heads: a block's keys (then values) of consecutive
+    // heads lie next to each other, so a thread reads one run per block, not one per head.
     at::parallel_for(0, H, 1, [&](int64_t h0, int64_t h1) {
-        for (int64_t h = h0; h < h1; ++h) {
-            const int64_t kvh = h / G;
-            const float *qh = qp + h * Dh;
-            float *row = sp + h * total;
-            int64_t off = 0;
-            for (const KvSpan &s : spans) { // scores = K q over each block
-                const int64_t head = kvh * s.headStride;
+        int64_t off = 0;
+        for (const KvSpan &s : spans) { // scores = K q
+            for (int64_t h = h0; h < h1; ++h) {
+                const int64_t kvh = h / G, head = kvh * s.headStride;
+                const float *qh = qp + h * Dh;
+                float *row = sp + h * total + off;
                 if (type == KvElement::Bf16)
                     kernels::gemvBf16(
                         kernels::PackedBf16(static_cast<const uint16_t *>(s.k) + head, s.len, Dh, Dh), qh,
-                        row + off, nullptr, 0, s.len);
+                        row, nullptr, 0, s.len);
                 else if (type == KvElement::F32)
                     kernels::gemvF32(
-                        kernels::PackedF32(static_cast<const float *>(s.k) + head, s.len, Dh, Dh), qh,
-                        row + off, nullptr, 0, s.len);
+                        kernels::PackedF32(static_cast<const float *>(s.k) + head, s.len, Dh, Dh), qh, row,
+                        nullptr, 0, s.len);
                 else
                     scoresInt8(qh, static_cast<const int8_t *>(s.k) + head,
-                               s.kScale + kvh * s.scaleHeadStride, s.len, Dh, row + off);
-                off += s.len;
+                               s.kScale + kvh * s.scaleHeadStride, s.len, Dh, row);
             }
+            off += s.len;
+        }
+        for (int64_t h = h0; h < h1; ++h) { // softmax, scaled by 1/sum
+            float *row = sp + h * total;
             float mx = -std::numeric_limits<float>::infinity();
             for (int64_t t = 0; t < total; ++t) mx = std::max(mx, row[t] * scale);
             float sum = 0;
             for (int64_t t = 0; t < total; ++t) sum += (row[t] = std::exp(row[t] * scale - mx));
             const float inv = 1.0f / sum;
-            float *o = op + h * Dh;
-            for (int64_t d = 0; d < Dh; ++d) o[d] = 0;
-            off = 0;
-            for (const KvSpan &s : spans) { // out = sum_t p[t] V[t]
-                const int64_t head = kvh * s.headStride;
+            for (int64_t t = 0; t < total; ++t) row[t] *= inv;
+            for (int64_t d = 0; d < Dh; ++d) op[h * Dh + d] = 0;
+        }
+        off = 0;
+        for (const KvSpan &s : spans) { // out = sum_t p[t] V[t]
+            for (int64_t h = h0; h < h1; ++h) {
+                const int64_t kvh = h / G, head = kvh * s.headStride;
+                const float *p = sp + h * total + off;
+                float *o = op + h * Dh;
                 for (int64_t t = 0; t < s.len; ++t) {
-                    const float p = row[off + t] * inv;
                     if (type == KvElement::Bf16) {
                         const auto *vr = static_cast<const uint16_t *>(s.v) + head + t * Dh;
-                        for (int64_t d = 0; d < Dh; ++d) o[d] += p * bf16ToFloat(vr[d]);
+                        for (int64_t d = 0; d < Dh; ++d) o[d] += p[t] * bf16ToFloat(vr[d]);
                     } else if (type == KvElement::F32) {
                         const float *vr = static_cast<const float *>(s.v) + head + t * Dh;
-                        for (int64_t d = 0; d < Dh; ++d) o[d] += p * vr[d];
+                        for (int64_t d = 0; d < Dh; ++d) o[d] += p[t] * vr[d];
                     } else {
                         const int8_t *vr = static_cast<const int8_t *>(s.v) + head + t * Dh;
-                        const float w = p * s.vScale[kvh * s.scaleHeadStride + t];
+                        const float w = p[t] * s.vScale[kvh * s.scaleHeadStride + t];
                         for (int64_t d = 0; d < Dh; ++d) o[d] += w * static_cast<float>(vr[d]);
                     }
                 }
-                off += s.len;
             }
+            off += s.len;
         }
     });
     return qIn.scalar_type() == at::kBFloat16 ? out.to(at::kBFloat16) : out;

@@ -4,13 +4,31 @@
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <string>
 
+#include "core/kernels/gemm.h"
 #include "core/kernels/gemv.h"
 #include "core/model/layers.h"
 
 namespace mgd {
+
+namespace {
+std::atomic<FewRows> fewRowMode{FewRows::Default};
+
+bool fewRowsWanted(int64_t rows, at::ScalarType dt) {
+    switch (fewRowMode.load()) {
+    case FewRows::Off: return false;
+    case FewRows::Always: return rows <= 64;
+    default: return rows <= kFewRowsMax && dt == at::kFloat;
+    }
+}
+} // namespace
+
+void setFewRowKernels(FewRows mode) {
+    fewRowMode.store(mode);
+}
 
 bool decodeEligible(const std::vector<const Linear *> &layers, const at::Tensor &x) {
     // MGD_DECODE_KERNELS=0 runs libtorch's linear instead (for A/B measurements).
@@ -19,11 +37,16 @@ bool decodeEligible(const std::vector<const Linear *> &layers, const at::Tensor 
         return !(e && std::string(e) == "0");
     }();
     if (!enabled) return false;
-    if (!x.device().is_cpu() || x.numel() != x.size(-1) || !x.is_contiguous()) return false;
+    if (!x.device().is_cpu() || x.dim() == 0 || x.size(-1) == 0 || !x.is_contiguous()) return false;
+    // Training: gradients flow through x (a frozen LLM under a trained projection), which these
+    // kernels do not record.
+    if (x.requires_grad() && at::GradMode::is_enabled()) return false;
+    const int64_t rows = x.numel() / x.size(-1);
     const at::ScalarType dt = x.scalar_type();
     if (dt != at::kFloat && dt != at::kBFloat16) return false;
     // int8 layers (all of a group or none): the activation is quantized once for the group.
     const bool q8 = layers.front()->q8 != nullptr;
+    if (rows != 1 && (rows < 1 || q8 || !fewRowsWanted(rows, dt) || !kernels::gemmAvailable())) return false;
     for (const Linear *l : layers) {
         if (q8 || l->q8) {
             if (!q8 || !l->q8 || l->q8->cols != x.size(-1)) return false;
@@ -41,7 +64,53 @@ bool decodeEligible(const std::vector<const Linear *> &layers, const at::Tensor 
     return true;
 }
 
+namespace {
+
+// A few rows: per layer an fp32 [rows, out_i], the weight rows of all layers split across
+// threads in one pass.
+std::vector<at::Tensor> fewRowsLinear(const std::vector<const Linear *> &layers, const at::Tensor &x) {
+    const bool bf16 = x.scalar_type() == at::kBFloat16;
+    const int64_t in = x.size(-1), rows = x.numel() / in;
+    std::vector<int64_t> start{0};
+    for (const Linear *l : layers) start.push_back(start.back() + l->outFeatures());
+    std::vector<at::Tensor> ys, biases(layers.size());
+    for (size_t i = 0; i < layers.size(); ++i) {
+        ys.push_back(at::empty({rows, layers[i]->outFeatures()}, at::TensorOptions().dtype(at::kFloat)));
+        if (layers[i]->bias.defined()) biases[i] = layers[i]->bias.to(at::kFloat).contiguous();
+    }
+    const void *xp = x.data_ptr();
+    // Chunks of whole 4-row tiles so a thread's tiles never straddle two threads.
+    at::parallel_for(0, (start.back() + 3) / 4, 8, [&](int64_t b, int64_t e) {
+        for (size_t i = 0; i < layers.size(); ++i) {
+            const int64_t lo = std::max(4 * b, start[i]), hi = std::min(4 * e, start[i + 1]);
+            if (lo >= hi) continue;
+            const at::Tensor &w = layers[i]->weight;
+            const int64_t out = w.size(0);
+            float *y = ys[i].data_ptr<float>();
+            const float *bias = biases[i].defined() ? biases[i].data_ptr<float>() : nullptr;
+            if (bf16)
+                kernels::gemmBf16(kernels::PackedBf16(static_cast<const uint16_t *>(w.data_ptr()), out, in),
+                                  static_cast<const uint16_t *>(xp), rows, in, y, out, bias, lo - start[i],
+                                  hi - start[i]);
+            else
+                kernels::gemmF32(kernels::PackedF32(w.data_ptr<float>(), out, in),
+                                 static_cast<const float *>(xp), rows, in, y, out, bias, lo - start[i],
+                                 hi - start[i]);
+        }
+    });
+    std::vector<at::Tensor> outs;
+    for (size_t i = 0; i < layers.size(); ++i) {
+        auto shape = x.sizes().vec();
+        shape.back() = layers[i]->outFeatures();
+        outs.push_back((bf16 ? ys[i].to(at::kBFloat16) : ys[i]).view(shape));
+    }
+    return outs;
+}
+
+} // namespace
+
 std::vector<at::Tensor> decodeLinear(const std::vector<const Linear *> &layers, const at::Tensor &x) {
+    if (x.numel() != x.size(-1)) return fewRowsLinear(layers, x);
     const bool bf16 = x.scalar_type() == at::kBFloat16;
     const int64_t in = x.size(-1);
     // Row offsets of each layer in the concatenated output: one parallel pass over all rows.

@@ -14,7 +14,9 @@
 
 #include "core/import/model_folder_writer.h"
 #include "core/kernels/cpu_features.h"
+#include "core/kernels/gemm.h"
 #include "core/metrics/metrics.h"
+#include "core/model/decode_linear.h"
 #include "core/model/kv_cache.h"
 #include "core/model/llama.h"
 #include "core/model/weights.h"
@@ -164,8 +166,12 @@ LlmBenchResult runLlmBench(const LlmBenchOptions &o, const std::function<void(co
                            : dt == at::kBFloat16
                                ? (kernels::useAvx512Bf16() ? " (vdpbf16ps)" : " (bf16 -> fp32 FMA)")
                                : " (fp32 FMA)";
-    r.kernels = std::string("matrix-vector: ") + kernels::levelName(kernels::activeLevel()) + mv +
-                (o.dtype == "int8" ? "; prefill: int8 tiles -> libtorch GEMM" : "; prefill: libtorch GEMM");
+    r.kernels =
+        std::string("matrix-vector: ") + kernels::levelName(kernels::activeLevel()) + mv +
+        (o.dtype == "int8" ? "; prefill: int8 tiles -> libtorch GEMM"
+         : kernels::gemmAvailable() && dt == at::kFloat
+             ? "; prefill: few-row tiles up to " + std::to_string(kFewRowsMax) + " tokens, then libtorch GEMM"
+             : "; prefill: libtorch GEMM");
     Weights w = Weights::openFolder(dir);
     Llama llm(w, c, dt, o.dtype == "int8");
     r.weightBytes = llm.weightBytes();
@@ -190,6 +196,31 @@ LlmBenchResult runLlmBench(const LlmBenchOptions &o, const std::function<void(co
         if (log)
             log("repetition " + std::to_string(rep + 1) + ": prefill " + std::to_string(prefill.back()) +
                 " tok/s, decode " + std::to_string(decode.back()) + " tok/s");
+    }
+    if (kernels::gemmAvailable() && o.dtype != "int8") {
+        KvCache context;
+        llm.forward(at::normal(0.0, 1.0, {1, 100, c.hidden}, g).to(dt), context, false);
+        for (int n : {2, 4, 8, 12, 18, 32}) {
+            ShortPrefill sp;
+            sp.tokens = n;
+            const at::Tensor embeds = at::normal(0.0, 1.0, {1, n, c.hidden}, g).to(dt);
+            for (bool ours : {true, false}) {
+                setFewRowKernels(ours ? FewRows::Always : FewRows::Off);
+                std::vector<double> ms;
+                for (int rep = 0; rep < std::max(3, o.repetitions); ++rep) {
+                    context.truncate(100);
+                    const auto t0 = Clock::now();
+                    llm.forward(embeds, context, false);
+                    ms.push_back(1000 * seconds(t0, Clock::now()));
+                }
+                (ours ? sp.kernelsMs : sp.libtorchMs) = spreadOf(ms).median;
+            }
+            setFewRowKernels(FewRows::Default);
+            if (log)
+                log("short prefill " + std::to_string(n) + " tokens: " + std::to_string(sp.kernelsMs) +
+                    " ms few-row kernels, " + std::to_string(sp.libtorchMs) + " ms libtorch GEMM");
+            r.shortPrefills.push_back(sp);
+        }
     }
     r.prefillTokensPerSecond = spreadOf(prefill);
     r.decodeTokensPerSecond = spreadOf(decode);
@@ -219,6 +250,9 @@ std::string LlmBenchResult::toJson() const {
                          {{"prefill_tokens_per_second", sp(prefillTokensPerSecond)},
                           {"decode_tokens_per_second", sp(decodeTokensPerSecond)},
                           {"memory_bandwidth_gbs", sp(bandwidthGbs)}}}};
+    for (const ShortPrefill &p : shortPrefills)
+        j["short_prefill"].push_back(
+            {{"tokens", p.tokens}, {"kernels_ms", p.kernelsMs}, {"libtorch_ms", p.libtorchMs}});
     return j.dump(1);
 }
 
@@ -238,7 +272,15 @@ std::string LlmBenchResult::table() const {
                   decodeTokensPerSecond.min, decodeTokensPerSecond.max, decodeBytesPerToken / 1e6,
                   decodeEfficiency, weightBytes / 1e6, rssBytes / 1e6,
                   (static_cast<double>(rssBytes) - static_cast<double>(weightBytes)) / 1e6);
-    return buf;
+    std::string out = buf;
+    if (!shortPrefills.empty())
+        out += "short prefill after 100 tokens (ms: few-row kernels / libtorch GEMM):";
+    for (const ShortPrefill &p : shortPrefills) {
+        std::snprintf(buf, sizeof buf, " %d: %.1f/%.1f", p.tokens, p.kernelsMs, p.libtorchMs);
+        out += buf;
+    }
+    if (!shortPrefills.empty()) out += "\n";
+    return out;
 }
 
 } // namespace mgd

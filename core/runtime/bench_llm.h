@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace mgd {
 
@@ -22,12 +23,20 @@ struct Spread {
     double median = 0, min = 0, max = 0;
 };
 
+// A short prompt after a 100-token context (a follow-up question): the few-row kernels (at any
+// size, whatever the default threshold) against libtorch's GEMM, median ms of the repetitions.
+struct ShortPrefill {
+    int tokens = 0;
+    double kernelsMs = 0, libtorchMs = 0;
+};
+
 struct LlmBenchResult {
     std::string shape, dtype, cpu, kernels;
     int threads = 0;
     Spread prefillTokensPerSecond, decodeTokensPerSecond, bandwidthGbs;
     uint64_t decodeBytesPerToken = 0, weightBytes = 0, rssBytes = 0;
-    double decodeEfficiency = 0; // median decode tok/s x bytes per token / median bandwidth
+    double decodeEfficiency = 0;             // median decode tok/s x bytes per token / median bandwidth
+    std::vector<ShortPrefill> shortPrefills; // empty where the few-row kernels do not run
     std::string toJson() const;
     std::string table() const;
 };

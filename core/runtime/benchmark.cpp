@@ -79,6 +79,7 @@ EngineSettings modeSettings(const std::string &mode, const BenchOptions &o, cons
     s.featureDiskDir = featureDir;
     s.kvDiskDir = (fs::path(featureDir).parent_path() / "bench-state").string();
     s.memoryPoolBytes = o.poolBytes;
+    if (o.kvBlockPositions > 0) s.kvBlockPositions = o.kvBlockPositions;
     const bool all = mode == "all";
     s.featureCache = all || mode == "feature_cache";
     s.kvReuse = all || mode == "kv_reuse";
@@ -182,6 +183,7 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
         // follow from the same layout.
         const std::string compute = o.dtype.empty() ? engine.modelSummary().dtype : o.dtype;
         rep.kvDtype = o.kvDtype.empty() ? compute : o.kvDtype;
+        rep.kvBlockPositions = modeSettings("all", o, featureDir).kvBlockPositions;
         EngineSettings probe = off;
         probe.kvDtype = "";
         engine.applySettings(probe);
@@ -208,9 +210,11 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
     uint64_t poolBytes = o.poolBytes;
     auto sizedPool = [&](const BenchMode &orig) {
         const uint64_t positions = static_cast<uint64_t>(orig.turns.back().promptTokens + o.answerTokens);
-        // + 1 block per layer: a second conversation copies the shared image prefix.
-        const uint64_t per = static_cast<uint64_t>(EngineSettings{}.kvBlockPositions);
-        const uint64_t blocks = (positions + per - 1) / per + 1;
+        // + a second conversation's own tail (its question and answer; the image prefix it
+        // shares) and a partial block.
+        const uint64_t per = static_cast<uint64_t>(modeSettings("all", o, featureDir).kvBlockPositions);
+        const uint64_t tail = static_cast<uint64_t>(o.answerTokens) + 64;
+        const uint64_t blocks = (positions + per - 1) / per + (tail + per - 1) / per + 1;
         return blocks * per * engine.kvBytesPerPosition() + (8ull << 20);
     };
 
@@ -292,6 +296,9 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
             for (bool withState : {true, false}) {
                 EngineSettings rs = s;
                 if (!withState) rs.kvDiskBytes = 0;
+                // Timed, not weighed: the engine's own pool size (re-tokenized from text, the
+                // answers may take more positions than the scripted conversation did).
+                rs.memoryPoolBytes = 0;
                 Engine restarted(rs);
                 restarted.loadModel(dir);
                 const int c = restarted.restoreConversation(history, "bench-conversation");
@@ -428,6 +435,7 @@ std::string BenchReport::json() const {
     j["restart_ttft_ratio"] = restartTtftRatio;
     j["restart_without_state_ttft_ratio"] = restartWithoutStateTtftRatio;
     j["kv_dtype"] = kvDtype; // what the modes ran with
+    j["kv_block_positions"] = kvBlockPositions;
     j["kv_bytes_per_position"] = kvBytesPerPosition;
     return j.dump(2);
 }

@@ -19,7 +19,8 @@ struct BenchOptions {
     std::string dtype;   // every mode computes in it ("": the model folder's)
     std::string kvDtype; // "" (the compute dtype) or "int8", in every mode
     std::vector<std::string> modes{"original", "feature_cache", "kv_reuse", "pool", "all"};
-    uint64_t poolBytes = 0; // 0: sized to the scripted conversation
+    uint64_t poolBytes = 0;       // 0: sized to the scripted conversation
+    int64_t kvBlockPositions = 0; // 0: the engine's default
 };
 
 struct BenchTurn {
@@ -54,6 +55,7 @@ struct BenchReport {
     double restartTtftRatio = 0, restartWithoutStateTtftRatio = 0;
     // KV state per sequence position (all layers, K and V) in the model's dtype and others.
     std::string kvDtype;                                // what the modes kept it in
+    int64_t kvBlockPositions = 0;                       // positions per KV block
     std::map<std::string, uint64_t> kvBytesPerPosition; // float32, bfloat16, float16, int8
     std::string table() const;
     std::string json() const;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/kernels/cpu_features.h"
+#include "core/kernels/gemm.h"
 #include "core/kernels/gemv.h"
 #include "core/util/error.h"
 
@@ -170,6 +171,63 @@ private slots:
                             QString("%1x%2 row %3: %4 vs %5").arg(rows).arg(cols).arg(r).arg(y[r]).arg(ref)));
                 }
             }
+    }
+
+    // Few-row products (gemm.h): every tile edge (weight rows not a multiple of 4, activation
+    // rows not a multiple of 6, odd columns), strided x and y, a bias, a row range of a split,
+    // against a float64 reference; bf16 weights with bf16 activations and fp32 with fp32.
+    void fewRowProducts_data() {
+        levels();
+    }
+    void fewRowProducts() {
+        ENTER_LEVEL();
+        uint32_t seed = 900;
+        for (int64_t m : {1, 5, 6, 13})
+            for (int64_t rows : {3, 17})
+                for (int64_t cols : {7, 33, 257}) {
+                    const std::vector<float> wf = randomMatrix(rows, cols, seed++),
+                                             bias = randomMatrix(1, rows, seed++);
+                    const int64_t xStride = cols + 3, yStride = rows + 2;
+                    const std::vector<float> xf = randomMatrix(m, xStride, seed++);
+                    std::vector<uint16_t> wb(wf.size()), xb(xf.size());
+                    for (size_t i = 0; i < wb.size(); ++i) wb[i] = toBf16(wf[i]);
+                    for (size_t i = 0; i < xb.size(); ++i) xb[i] = toBf16(xf[i]);
+                    for (bool bf16 : {false, true}) {
+                        std::vector<float> y(static_cast<size_t>(m * yStride), -7.0f);
+                        const int64_t r0 = 1, r1 = rows; // row 0 belongs to another thread's range
+                        if (bf16)
+                            gemmBf16(PackedBf16(wb.data(), rows, cols), xb.data(), m, xStride, y.data(),
+                                     yStride, bias.data(), r0, r1);
+                        else
+                            gemmF32(PackedF32(wf.data(), rows, cols), xf.data(), m, xStride, y.data(),
+                                    yStride, bias.data(), r0, r1);
+                        for (int64_t i = 0; i < m; ++i) {
+                            QCOMPARE(y[static_cast<size_t>(i * yStride)], -7.0f); // untouched
+                            for (int64_t r = r0; r < r1; ++r) {
+                                double ref = bias[static_cast<size_t>(r)], sumAbs = std::fabs(ref);
+                                for (int64_t c = 0; c < cols; ++c) {
+                                    const size_t wi = static_cast<size_t>(r * cols + c),
+                                                 xi = static_cast<size_t>(i * xStride + c);
+                                    const double p = bf16 ? bf16ToDouble(wb[wi]) * bf16ToDouble(xb[xi])
+                                                          : double(wf[wi]) * double(xf[xi]);
+                                    ref += p;
+                                    sumAbs += std::fabs(p);
+                                }
+                                const float got = y[static_cast<size_t>(i * yStride + r)];
+                                if (std::fabs(got - ref) > tolerance(cols, sumAbs))
+                                    QFAIL(qPrintable(QString("%1 m%2 %3x%4 [%5,%6]: %7 vs %8")
+                                                         .arg(bf16 ? "bf16" : "f32")
+                                                         .arg(m)
+                                                         .arg(rows)
+                                                         .arg(cols)
+                                                         .arg(i)
+                                                         .arg(r)
+                                                         .arg(got)
+                                                         .arg(ref)));
+                            }
+                        }
+                    }
+                }
     }
 
     void f32Weights_data() {
