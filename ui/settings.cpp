@@ -32,6 +32,8 @@ QString Settings::defaultModelDir() {
 SettingsValues Settings::defaults() {
     SettingsValues v;
     v.modelDir = defaultModelDir();
+    // The fastest precision whose answers hold (bf16 where the CPU computes it natively).
+    v.engine.dtype = "auto";
     return v;
 }
 

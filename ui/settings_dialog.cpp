@@ -180,6 +180,7 @@ QWidget *SettingsDialog::modelPage(const QString &promptTemplate, bool cudaAvail
     // matrix products there).
     dtype_ = new QComboBox(w);
     dtype_->setObjectName("dtype");
+    dtype_->addItem(tr("Automatic (bfloat16 where the CPU computes it natively)"), QStringLiteral("auto"));
     dtype_->addItem(tr("As the model folder says"), QString());
     dtype_->addItem(tr("bfloat16 (half the memory of float32)"), "bfloat16");
     dtype_->addItem(tr("int8 (quarter of float32; the LLM's matrices)"), "int8");

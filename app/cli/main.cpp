@@ -72,7 +72,8 @@ caches:   --no-kv-reuse --no-feature-cache --no-prefix-cache --no-response-cache
           --kv-dtype model|int8 (attention state at the model's width, or int8 with scales)
           --kv-block-positions N (positions per KV block: the unit conversations share; 16)
           --conversation-state-dir DIR  --conversation-state-size MB (saved KV of tagged chats)
-other:    --threads N  --device cpu|cuda  --dtype float32|bfloat16|float16|int8 (overrides the folder's)
+other:    --threads N  --device cpu|cuda  --dtype float32|bfloat16|float16|int8|auto (overrides the folder's;
+                                  auto: bfloat16 on a CPU with AVX512-BF16)
           --stats (per-turn statistics to stderr)
           --metrics-json FILE (write the metrics snapshot at exit)
 )";
@@ -138,9 +139,10 @@ Options parse(int argc, char **argv) {
             o.import.loraAlpha = c.number();
         else if (a == "--dtype") {
             const std::string v = c.value();
-            if (v != "float32" && v != "bfloat16" && v != "float16" && v != "int8")
-                throw mgd::Error("--dtype must be float32, bfloat16, float16 or int8");
-            o.engine.dtype = o.import.dtype = v;
+            if (v != "float32" && v != "bfloat16" && v != "float16" && v != "int8" && v != "auto")
+                throw mgd::Error("--dtype must be float32, bfloat16, float16, int8 or auto");
+            o.engine.dtype = v;
+            o.import.dtype = v == "auto" ? mgd::resolveDtype(v, o.engine.device) : v;
         } else if (a == "--image") {
             o.images.push_back(c.value());
             o.image = o.images.back();

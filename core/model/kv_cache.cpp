@@ -228,6 +228,23 @@ std::vector<std::pair<at::Tensor, at::Tensor>> KvCache::segments(int64_t layer, 
     return out;
 }
 
+std::pair<at::Tensor, at::Tensor> KvCache::gathered(int64_t layer, int64_t total) const {
+    if (!pool_) {
+        const auto segs = segments(layer, total);
+        return segs.front();
+    }
+    const int64_t n = (total + blockPositions_ - 1) / blockPositions_;
+    std::vector<at::Tensor> kv, sc;
+    for (int64_t b = 0; b < n; ++b) {
+        const int64_t len = std::min(blockPositions_, total - b * blockPositions_);
+        kv.push_back(blockViews_[layer][b].narrow(2, 0, len)); // [2, kvHeads, len, headDim]
+        if (shape_.int8) sc.push_back(blockScales_[layer][b].narrow(2, 0, len));
+    }
+    at::Tensor all = at::cat(kv, 2);
+    if (shape_.int8) all = dequantize(all, at::cat(sc, 2), shape_.dtype);
+    return {all[0], all[1]};
+}
+
 KvElement KvCache::element() const {
     if (!shape_.device.is_cpu()) return KvElement::Other;
     if (shape_.int8) return KvElement::Int8;

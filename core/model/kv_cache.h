@@ -65,6 +65,10 @@ public:
     void write(int64_t layer, int64_t start, const at::Tensor &k, const at::Tensor &v);
     // Views (K, V), each [kvHeads, len, headDim], covering positions [0, total) in order.
     std::vector<std::pair<at::Tensor, at::Tensor>> segments(int64_t layer, int64_t total) const;
+    // (K, V), each [kvHeads, total, headDim] in the compute dtype, in one piece: a view of
+    // contiguous storage, else one copy of the blocks (int8 dequantized once), so attention
+    // over many small blocks runs one matrix product, not one per block.
+    std::pair<at::Tensor, at::Tensor> gathered(int64_t layer, int64_t total) const;
     // What spans() point at; Other (spans() unusable) for dtypes the decode kernels lack.
     KvElement element() const;
     // Spans covering positions [0, total) of `layer`, appended to `out` (CPU storage only).

@@ -98,9 +98,10 @@ at::Tensor Llama::layerForward(const Layer &l, const at::Tensor &x, const at::Te
         at::Tensor ctx = decodeAttention(q, *read.cache, read.layer, read.total).view({B, 1, D});
         return mlpBlock(l, x + l.o(ctx));
     }
-    if (read.cache)
-        for (auto &s : read.cache->segments(read.layer, read.total))
-            read.segments.emplace_back(s.first.unsqueeze(0), s.second.unsqueeze(0));
+    if (read.cache) {
+        auto [K, V] = read.cache->gathered(read.layer, read.total);
+        read.segments.emplace_back(K.unsqueeze(0), V.unsqueeze(0));
+    }
     const auto &segs = read.segments;
     // Grouped heads: the G query heads of one kv head share its keys. [B, KvH, G*n, Dh]
     at::Tensor qg = q.reshape({B, KvH, G * n, Dh});

@@ -24,6 +24,7 @@
 #include "core/runtime/conversation.h"
 #include "core/runtime/decode_loop.h"
 #include "core/cache/prefix_blocks.h"
+#include "core/kernels/cpu_features.h"
 #include "core/runtime/prefix_sharing.h"
 #include "core/runtime/prompt_template.h"
 #include "core/runtime/session.h"
@@ -82,7 +83,8 @@ Engine::~Engine() {
 }
 
 void Engine::loadModel(const std::string &dir) {
-    auto m = MiniGptModel::load(dir, settings_.dtype); // throws; the current model stays on failure
+    // Throws; the current model stays on failure.
+    auto m = MiniGptModel::load(dir, resolveDtype(settings_.dtype, settings_.device));
     conversations_.clear();
     prefixBlocks_.reset();
     features_.reset();
@@ -702,6 +704,17 @@ TurnResult Engine::finishTurn(Conversation &c, const SamplingParams &sp, const P
     if (settings_.kvReuse && settings_.prefixCache) c.session.shareBlocks();
     saveState(c);
     return r;
+}
+
+std::string resolveDtype(const std::string &requested, const std::string &device) {
+    if (requested != "auto") return requested;
+    bool cpu = true;
+    try {
+        cpu = c10::Device(device).is_cpu();
+    } catch (const std::exception &) {
+        throw Error("device '" + device + "': use \"cpu\" or \"cuda\"");
+    }
+    return cpu && kernels::useAvx512Bf16() ? "bfloat16" : "";
 }
 
 ImportSummary importOriginalModel(const ImportOptions &options,

@@ -46,7 +46,7 @@ enum class EvictionPolicy { Lru, Lfu };
 struct EngineSettings {
     int threads = 0;              // 0: one per core (Debian's libtorch defaults to 1)
     std::string device = "cpu";   // "cpu" or "cuda" (when libtorch was built with CUDA)
-    std::string dtype;            // "": the model folder's; float32 | bfloat16 | float16
+    std::string dtype;            // "": the model folder's; float32 | bfloat16 | float16 | int8 | auto
     bool kvReuse = true;          // off: re-prefill the whole conversation every turn (the original)
     bool featureCache = true;     // image-feature cache (tiers below)
     bool prefixCache = true;      // a new conversation reuses the KV of a shared prefix
@@ -236,6 +236,11 @@ private:
     void saveState(const Conversation &c);
     void restoreSavedState(Conversation &c);
 };
+
+// The dtype a model loads in for `requested` (EngineSettings::dtype) on `device`: "auto" is
+// bfloat16 on a CPU that computes it natively (AVX512-BF16: decode reads half the bytes of
+// float32 and oneDNN's bf16 prefill runs 3x faster), else the folder's (""); anything else as is.
+std::string resolveDtype(const std::string &requested, const std::string &device);
 
 // Makes a model folder from the original MiniGPT-4 / MiniGPT-v2 downloads (File > Import
 // model..., `minigpt-cli import`). Blocking: call it off the UI thread. `cancel` may be set

@@ -6,6 +6,7 @@
 #include <xxhash.h>
 
 #include "core/cache/response_cache.h"
+#include "core/kernels/cpu_features.h"
 #include "core/memory/memory_pool.h"
 #include "core/model/decode_attention.h"
 #include "core/model/kv_cache.h"
@@ -153,6 +154,16 @@ private slots:
                                             .arg(pooled)
                                             .arg((got.view({H, 1, Dh}) - want).abs().max().item<double>())));
                 }
+    }
+
+    void autoDtypeIsBf16WhereTheCpuComputesItNatively() {
+        QCOMPARE(resolveDtype("auto", "cpu"), std::string(kernels::useAvx512Bf16() ? "bfloat16" : ""));
+        kernels::forceNoAvx512Extensions(true); // as on a CPU without AVX512-BF16
+        QCOMPARE(resolveDtype("auto", "cpu"), std::string());
+        kernels::forceNoAvx512Extensions(false);
+        QCOMPARE(resolveDtype("float32", "cpu"), std::string("float32"));
+        QCOMPARE(resolveDtype("", "cpu"), std::string());
+        QVERIFY_THROWS_EXCEPTION(Error, resolveDtype("auto", "tpu"));
     }
 
     void engineSettingsCompareEveryField() {
