@@ -363,6 +363,12 @@ void PerfPanel::updateLabels(const mgd::MetricsSnapshot &s) {
         memory << tr("pool %1 / %2 (peak %3)")
                       .arg(fmtMiB(m.poolUsedBytes), fmtMiB(m.poolCapacityBytes),
                            fmtMiB(m.poolHighWaterBytes));
+    // KV blocks conversations share (system prompt + image), and those kept for later ones.
+    if (gauge("kv_shared_blocks") + gauge("kv_cached_blocks") > 0)
+        memory << tr("shared KV %1 blocks, %2 refs, %3 cached")
+                      .arg(gauge("kv_shared_blocks"))
+                      .arg(gauge("kv_shared_references"))
+                      .arg(gauge("kv_cached_blocks"));
     memory << tr("RSS %1 (peak %2)").arg(fmtMiB(m.processRssBytes), fmtMiB(m.processPeakRssBytes));
     if (m.cuda)
         memory << tr("CUDA %1 alloc / %2 reserved")

@@ -690,6 +690,9 @@ TurnResult Engine::finishTurn(Conversation &c, const SamplingParams &sp, const P
     stats.decodeMsPerToken =
         out.generated.empty() ? 0 : stats.decodeMs / static_cast<double>(out.generated.size());
     stats.totalMs = nowMs() - t0;
+    // The turn's full KV blocks become shareable (a later conversation on this image, this
+    // system prompt, starts from them).
+    if (settings_.kvReuse && settings_.prefixCache) c.session.shareBlocks();
     metrics_->recordTurn(stats);
     pushPoolStats();
 
@@ -701,7 +704,6 @@ TurnResult Engine::finishTurn(Conversation &c, const SamplingParams &sp, const P
                            CachedResponse{out.text, out.generated, out.keptIds, stats.stopReason});
     c.messages.push_back(ChatMessage{false, r.answer, {}, std::move(out.keptIds)});
     r.tokens = std::move(out.generated);
-    if (settings_.kvReuse && settings_.prefixCache) c.session.shareBlocks();
     saveState(c);
     return r;
 }

@@ -260,6 +260,9 @@ private slots:
         QTRY_VERIFY_WITH_TIMEOUT(
             panel->series("latency", "TTFT") && panel->series("latency", "TTFT")->count() >= 1, 3000);
         QVERIFY(panel->series("memory", "process RSS")->count() > 0);
+        // The conversation's full KV blocks are offered for sharing (system prompt + image).
+        QTRY_VERIFY_WITH_TIMEOUT(panel->findChild<QLabel *>("perfCounters")->text().contains("shared KV"),
+                                 3000);
 
         // The time window sets the charts' x range.
         auto axis = [&] {
@@ -597,8 +600,10 @@ private slots:
         QCOMPARE(o.stats.imagesEncoded, 0);
         QVERIFY(o.stats.promptTokens > 100); // system prompt + image + both earlier turns
         // ... all of which come from the saved state: only the new question is prefilled.
-        QVERIFY2(o.stats.reusedTokens > 100 && o.stats.prefillTokens < 40,
-                 qPrintable(QString("reused %1, prefilled %2").arg(o.stats.reusedTokens).arg(o.stats.prefillTokens)));
+        QVERIFY2(
+            o.stats.reusedTokens > 100 && o.stats.prefillTokens < 40,
+            qPrintable(
+                QString("reused %1, prefilled %2").arg(o.stats.reusedTokens).arg(o.stats.prefillTokens)));
         QCOMPARE(model->count(), 6);
     }
 
@@ -718,7 +723,8 @@ private slots:
         QVERIFY(waitIdle(*w));
         const QString id = w->controller()->conversationId();
         QCOMPARE(w->conversationList()->count(), 1);
-        QTRY_COMPARE(QDir(dir.filePath("data/conversation-state")).entryList({"*.mgkv"}, QDir::Files).size(), 1);
+        QTRY_COMPARE(QDir(dir.filePath("data/conversation-state")).entryList({"*.mgkv"}, QDir::Files).size(),
+                     1);
 
         answerNextMessageBox(QMessageBox::Cancel);
         action(*w, "actionDeleteConversation")->trigger();
@@ -732,7 +738,8 @@ private slots:
         QVERIFY(!QFile::exists(dir.filePath("data/conversations/" + id + ".json")));
         QCOMPARE(QDir(dir.filePath("data/images")).entryList(QDir::Files).size(), 0);
         // Its saved attention state goes with it (deleted on the engine's thread).
-        QTRY_COMPARE(QDir(dir.filePath("data/conversation-state")).entryList({"*.mgkv"}, QDir::Files).size(), 0);
+        QTRY_COMPARE(QDir(dir.filePath("data/conversation-state")).entryList({"*.mgkv"}, QDir::Files).size(),
+                     0);
         QCOMPARE(w->controller()->messages()->count(), 0); // a new chat took its place
     }
 };
