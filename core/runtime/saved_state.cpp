@@ -106,8 +106,12 @@ void Engine::restoreSavedState(Conversation &c) {
     }
     // The KV is used only as far as its keys match the next prompt (Session::prefill); a
     // pool without room leaves the conversation to prefill normally.
-    if (c.session.importState(kvShape(), std::move(e->keys), e->layers))
+    if (c.session.importState(kvShape(), std::move(e->keys), e->layers)) {
         metrics_->addCounter("conversation_state_restores");
+        // Its full blocks are shared at once: a new conversation on the same image after the
+        // restart starts from them, and restored conversations on one image hold it once.
+        if (settings_.kvReuse && settings_.prefixCache) c.session.shareBlocks();
+    }
     pushPoolStats();
 }
 

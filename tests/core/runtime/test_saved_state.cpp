@@ -107,6 +107,29 @@ private slots:
         QCOMPARE(restarted.stats.imagesEncoded, 0); // the image's positions came with the state
     }
 
+    // After a restart, the restored state's full blocks are shared at once: two restored
+    // conversations on one image hold its prefix once, and a new conversation on the image
+    // starts from those blocks with nothing copied but the last partial block.
+    void restoredStateIsSharedWithNewConversations() {
+        QTemporaryDir dir;
+        const auto h1 = twoTurns(dir, "conv-one", settingsIn(dir));
+        const auto h2 = twoTurns(dir, "conv-two", settingsIn(dir));
+        mgd::Engine e(settingsIn(dir));
+        e.loadModel(kModel);
+        e.restoreConversation(h1, "conv-one");
+        const uint64_t kvOne = e.metricsSnapshot().memory.poolKvBytes;
+        e.restoreConversation(h2, "conv-two");
+        const mgd::PrefixBlockStats both = e.sharedKvStats();
+        QVERIFY(both.referenced >= 6);
+        QVERIFY(both.references >= 2 * 6); // the image prefix held once, referenced twice
+        QVERIFY2(e.metricsSnapshot().memory.poolKvBytes < 2 * kvOne,
+                 qPrintable(QString("%1 vs %2").arg(e.metricsSnapshot().memory.poolKvBytes).arg(kvOne)));
+        const auto fresh = e.submitTurn(e.newConversation(), ask("Describe the colors.", true));
+        QVERIFY(fresh.stats.prefixFromOtherConversation);
+        QVERIFY(fresh.stats.reusedTokens >= 96);
+        QCOMPARE(fresh.stats.imagesEncoded, 0);
+    }
+
     void damagedEntryIsDroppedAndTheHistoryPrefilled() {
         for (const char *damage : {"flip", "truncate", "empty"}) {
             QTemporaryDir tmp;
