@@ -2,38 +2,17 @@
 // 24 accumulators + 4 weight vectors + 1 activation vector fill 29 of the 32 registers, each
 // weight load serves 6 FMAs and each activation load 4. Weight rows are the outer loop, so
 // every weight byte comes from memory once per call and the activations (a few KiB per row)
-// are re-read from cache. Same per-function target attributes as gemv_avx512.cpp.
+// are re-read from cache.
 #include "core/kernels/gemv_impl.h"
 
 #if defined(__x86_64__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-
-#define MGD_T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
-#define MGD_T512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512bf16")))
-#define MGD_UNROLL _Pragma("GCC unroll 8")
+#include "core/kernels/avx512_common.h"
 
 namespace mgd::kernels::detail::avx512 {
 
 namespace {
 
 constexpr int kNR = 4, kMR = 6;
-
-MGD_T512 inline __mmask16 mask16(int64_t n) {
-    return n >= 16 ? 0xffff : static_cast<__mmask16>((1u << n) - 1);
-}
-MGD_T512 inline __mmask32 mask32(int64_t n) {
-    return n >= 32 ? ~__mmask32(0) : static_cast<__mmask32>((1u << n) - 1);
-}
-MGD_T512 inline __m512 load16(const float *p, __mmask16 m) {
-    return _mm512_maskz_loadu_ps(m, p);
-}
-MGD_T512 inline __m512 load16(const uint16_t *p, __mmask16 m) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
-}
 
 struct Tile {
     const void *w;

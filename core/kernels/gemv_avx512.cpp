@@ -5,18 +5,7 @@
 #include "core/kernels/gemv_impl.h"
 
 #if defined(__x86_64__)
-// GCC 12 warns that the intrinsics' own _mm*_undefined_* placeholders are uninitialized (GCC bug
-// 105593): silence it for the header only.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-
-#define MGD_T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
-#define MGD_T512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512bf16")))
-#define MGD_T512_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512vnni")))
-#define MGD_UNROLL _Pragma("GCC unroll 8")
+#include "core/kernels/avx512_common.h"
 
 namespace mgd::kernels::detail::avx512 {
 
@@ -25,30 +14,6 @@ namespace {
 // Rows at a time: 8 streams keep more lines in flight than 4 (bf16 x fp32: +20% single-thread
 // streaming on Zen 4), and every load of x serves 8 rows.
 constexpr int kRows = 8;
-
-// Masks of the first n elements of a 16- or 32-element step.
-MGD_T512 inline __mmask16 mask16(int64_t n) {
-    return n >= 16 ? 0xffff : static_cast<__mmask16>((1u << n) - 1);
-}
-MGD_T512 inline __mmask32 mask32(int64_t n) {
-    return n >= 32 ? ~__mmask32(0) : static_cast<__mmask32>((1u << n) - 1);
-}
-
-// 16 bf16 -> exact fp32: zero-extend to 32 bits, shift into the high half. (Measured faster on
-// Zen 4 than splitting 32 loaded bf16 into even/odd halves, which also needs x permuted.)
-MGD_T512 inline __m512 load16(const uint16_t *p) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(
-        _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(p))), 16));
-}
-MGD_T512 inline __m512 load16(const uint16_t *p, __mmask16 m) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
-}
-MGD_T512 inline __m512 load16(const float *p) {
-    return _mm512_loadu_ps(p);
-}
-MGD_T512 inline __m512 load16(const float *p, __mmask16 m) {
-    return _mm512_maskz_loadu_ps(m, p);
-}
 
 // Rows of bf16 or fp32 weights against fp32 or bf16 x, all widened to fp32 for FMA, 32 columns
 // per iteration, masked tail. One accumulator per row whatever NR, so the single-row kernel for
