@@ -1,6 +1,6 @@
 // AVX2 + FMA + F16C kernels (KernelLevel::Avx2; also Q8 on AVX-512 CPUs without VNNI). Target
-// attributes per function, not global -m flags. bf16/fp32 take 8 rows at a time (each load of x
-// serves 8 rows), Q8 one 4-row block; column tails are finished in scalar code.
+// attributes per function, not global -m flags. bf16/fp32 take one row at a time (one sequential
+// stream per thread), Q8 one 4-row block; column tails are finished in scalar code.
 #include "core/kernels/gemv_impl.h"
 
 #if defined(__x86_64__)
@@ -18,9 +18,6 @@
 namespace mgd::kernels::detail::avx2 {
 
 namespace {
-
-// Rows at a time for the FMA kernels: 8 streams keep more lines in flight than 4.
-constexpr int kRows = 8;
 
 MGD_T2 inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -44,29 +41,22 @@ inline float toFloat(float v) {
     return v;
 }
 
-// Rows of bf16 or fp32 weights against fp32 or bf16 x, widened to fp32 for FMA, 16 columns per
-// iteration, the tail in scalar code. One accumulator per row whatever NR, so the single-row
-// kernel for leftover rows sums in the same order; 8 rows give 8 independent chains.
-template <int NR, class W, class X>
-MGD_T2 void rowsFma(const W *w, int64_t stride, const X *x, int64_t cols, float *out) {
-    __m256 a[NR];
-    MGD_UNROLL
-    for (int r = 0; r < NR; ++r) a[r] = _mm256_setzero_ps();
+// One row of bf16 or fp32 weights against fp32 or bf16 x, widened to fp32 for FMA: 32 columns
+// per iteration over 4 accumulators, the tail in scalar code. One row at a time keeps a thread's
+// reads one sequential stream (see gemv_avx512.cpp).
+template <class W, class X> MGD_T2 float rowFma(const W *w, const X *x, int64_t cols) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int64_t c = 0;
-    for (; c + 16 <= cols; c += 16) {
-        const __m256 x0 = load8(x + c), x1 = load8(x + c + 8);
-        MGD_UNROLL
-        for (int r = 0; r < NR; ++r) {
-            a[r] = _mm256_fmadd_ps(load8(w + r * stride + c), x0, a[r]);
-            a[r] = _mm256_fmadd_ps(load8(w + r * stride + c + 8), x1, a[r]);
-        }
+    for (; c + 32 <= cols; c += 32) {
+        a0 = _mm256_fmadd_ps(load8(w + c), load8(x + c), a0);
+        a1 = _mm256_fmadd_ps(load8(w + c + 8), load8(x + c + 8), a1);
+        a2 = _mm256_fmadd_ps(load8(w + c + 16), load8(x + c + 16), a2);
+        a3 = _mm256_fmadd_ps(load8(w + c + 24), load8(x + c + 24), a3);
     }
-    MGD_UNROLL
-    for (int r = 0; r < NR; ++r) {
-        float s = hsum(a[r]);
-        for (int64_t k = c; k < cols; ++k) s += toFloat(w[r * stride + k]) * toFloat(x[k]);
-        out[r] = s;
-    }
+    for (; c + 8 <= cols; c += 8) a0 = _mm256_fmadd_ps(load8(w + c), load8(x + c), a0);
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; c < cols; ++c) s += toFloat(w[c]) * toFloat(x[c]);
+    return s;
 }
 
 // One 32-byte group per step: |x| (unsigned) times sign(w, x) (signed) with maddubs, pairs
@@ -117,36 +107,26 @@ template <int NR> MGD_T2 void rowsQ8(const PackedQ8 &w, int64_t r, const Q8Activ
     for (int i = 0; i < NR; ++i) out[i] = hsum(acc[i]);
 }
 
-// Rows [r0, r1): NR at a time with fnN, the rest one by one with fn1 (same per-row arithmetic).
-template <int NR, class T, class X, class FnN, class Fn1>
+// Rows [r0, r1) of row-major weights, one at a time.
+template <class T, class X, class Fn>
 MGD_T2 inline void overRows(const T &w, const X *x, float *y, const float *bias, int64_t r0, int64_t r1,
-                            FnN fnN, Fn1 fn1) {
-    float out[NR];
-    int64_t r = r0;
-    for (; r + NR <= r1; r += NR) {
-        fnN(w.data + r * w.stride, w.stride, x, w.cols, out);
-        for (int i = 0; i < NR; ++i) y[r + i] = finish(out[i], bias, r + i);
-    }
-    for (; r < r1; ++r) {
-        fn1(w.data + r * w.stride, w.stride, x, w.cols, out);
-        y[r] = finish(out[0], bias, r);
-    }
+                            Fn fn) {
+    for (int64_t r = r0; r < r1; ++r) y[r] = finish(fn(w.data + r * w.stride, x, w.cols), bias, r);
 }
 
 } // namespace
 
 void gemvBf16F32(const PackedBf16 &w, const float *x, float *y, const float *bias, int64_t r0, int64_t r1) {
-    overRows<kRows>(w, x, y, bias, r0, r1, rowsFma<kRows, uint16_t, float>, rowsFma<1, uint16_t, float>);
+    overRows(w, x, y, bias, r0, r1, rowFma<uint16_t, float>);
 }
 
 void gemvBf16Bf16(const PackedBf16 &w, const uint16_t *x, float *y, const float *bias, int64_t r0,
                   int64_t r1) {
-    overRows<kRows>(w, x, y, bias, r0, r1, rowsFma<kRows, uint16_t, uint16_t>,
-                    rowsFma<1, uint16_t, uint16_t>);
+    overRows(w, x, y, bias, r0, r1, rowFma<uint16_t, uint16_t>);
 }
 
 void gemvF32(const PackedF32 &w, const float *x, float *y, const float *bias, int64_t r0, int64_t r1) {
-    overRows<kRows>(w, x, y, bias, r0, r1, rowsFma<kRows, float, float>, rowsFma<1, float, float>);
+    overRows(w, x, y, bias, r0, r1, rowFma<float, float>);
 }
 
 void gemvQ8(const PackedQ8 &w, const Q8Activation &x, float *y, const float *bias, int64_t r0, int64_t r1) {

@@ -6,6 +6,7 @@
 
 #include "core/model/decode_attention.h"
 #include "core/model/decode_linear.h"
+#include "core/memory/weight_arena.h"
 #include "core/model/weights.h"
 #include "core/util/error.h"
 
@@ -16,20 +17,41 @@ Llama::Llama(const Weights &w, const LlamaConfig &c, at::ScalarType dtype, bool 
     const std::string p = "llama_model.model.";
     embedTokens_ = w.take(p + "embed_tokens.weight", {c.vocabSize, d}, dtype);
     finalNorm_ = w.take(p + "norm.weight", {d}, dtype);
-    lmHead_ = Linear::load(w, "llama_model.lm_head", d, c.vocabSize, false, dtype, int8);
+    // Decode's matrices on huge pages, one copy: sizes first, then each moves in as it loads
+    // (int8 matrices already live in their own packed buffers).
+    size_t arenaBytes = 0;
+    if (!int8) {
+        const size_t e = at::elementSize(dtype);
+        auto add = [&](int64_t rows, int64_t cols) { arenaBytes += WeightArena::slot(rows * cols * e); };
+        add(c.vocabSize, d);
+        for (int i = 0; i < c.layers; ++i) {
+            add(d, d), add(kvd, d), add(kvd, d), add(d, d);
+            add(c.intermediate, d), add(c.intermediate, d), add(d, c.intermediate);
+        }
+    }
+    WeightArena arena(arenaBytes);
+    auto load = [&](const std::string &prefix, int64_t in, int64_t out) {
+        Linear l = Linear::load(w, prefix, in, out, false, dtype, int8);
+        if (!int8) {
+            l.weight = arena.adopt(l.weight);
+            w.release(prefix + ".weight");
+        }
+        return l;
+    };
+    lmHead_ = load("llama_model.lm_head", d, c.vocabSize);
     at::Tensor invFreq;
     for (int i = 0; i < c.layers; ++i) {
         const std::string l = p + "layers." + std::to_string(i) + ".";
         Layer layer;
         layer.inputNorm = w.take(l + "input_layernorm.weight", {d}, dtype);
         layer.postNorm = w.take(l + "post_attention_layernorm.weight", {d}, dtype);
-        layer.q = Linear::load(w, l + "self_attn.q_proj", d, d, false, dtype, int8);
-        layer.k = Linear::load(w, l + "self_attn.k_proj", d, kvd, false, dtype, int8);
-        layer.v = Linear::load(w, l + "self_attn.v_proj", d, kvd, false, dtype, int8);
-        layer.o = Linear::load(w, l + "self_attn.o_proj", d, d, false, dtype, int8);
-        layer.gate = Linear::load(w, l + "mlp.gate_proj", d, c.intermediate, false, dtype, int8);
-        layer.up = Linear::load(w, l + "mlp.up_proj", d, c.intermediate, false, dtype, int8);
-        layer.down = Linear::load(w, l + "mlp.down_proj", c.intermediate, d, false, dtype, int8);
+        layer.q = load(l + "self_attn.q_proj", d, d);
+        layer.k = load(l + "self_attn.k_proj", d, kvd);
+        layer.v = load(l + "self_attn.v_proj", d, kvd);
+        layer.o = load(l + "self_attn.o_proj", d, d);
+        layer.gate = load(l + "mlp.gate_proj", d, c.intermediate);
+        layer.up = load(l + "mlp.up_proj", d, c.intermediate);
+        layer.down = load(l + "mlp.down_proj", c.intermediate, d);
         if (!invFreq.defined())
             invFreq = w.takeOptional(l + "self_attn.rotary_emb.inv_freq", {dh / 2}, at::kFloat);
         layers_.push_back(std::move(layer));
