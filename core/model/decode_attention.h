@@ -18,5 +18,9 @@ bool decodeAttentionEligible(const at::Tensor &q, const KvCache &cache);
 // q [1, H, 1, Dh] (RoPE applied) over positions [0, total) of `layer` -> context [1, H, 1, Dh]
 // in q's dtype: softmax(q K^T / sqrt(Dh)) V with no mask (a new token sees every earlier one).
 at::Tensor decodeAttention(const at::Tensor &q, const KvCache &cache, int64_t layer, int64_t total);
+// The same on raw fp32 rows: q [H * headDim] -> out [H * headDim]; no tensor, no allocation once
+// the calling thread's scratch has grown (the one-token layer step, core/model/llama_decode).
+void decodeAttentionInto(const float *q, int64_t H, const KvCache &cache, int64_t layer, int64_t total,
+                         float *out);
 
 } // namespace mgd

@@ -11,6 +11,7 @@
 #include "core/kernels/gemm.h"
 #include "core/kernels/gemv.h"
 #include "core/model/layers.h"
+#include "core/util/error.h"
 
 namespace mgd {
 
@@ -31,12 +32,7 @@ void setFewRowKernels(FewRows mode) {
 }
 
 bool decodeEligible(const std::vector<const Linear *> &layers, const at::Tensor &x) {
-    // MGD_DECODE_KERNELS=0 runs libtorch's linear instead (for A/B measurements).
-    static const bool enabled = [] {
-        const char *e = std::getenv("MGD_DECODE_KERNELS");
-        return !(e && std::string(e) == "0");
-    }();
-    if (!enabled) return false;
+    if (!decodeKernelsEnabled()) return false;
     if (!x.device().is_cpu() || x.dim() == 0 || x.size(-1) == 0 || !x.is_contiguous()) return false;
     // Training: gradients flow through x (a frozen LLM under a trained projection), which these
     // kernels do not record.
@@ -109,50 +105,69 @@ std::vector<at::Tensor> fewRowsLinear(const std::vector<const Linear *> &layers,
 
 } // namespace
 
-std::vector<at::Tensor> decodeLinear(const std::vector<const Linear *> &layers, const at::Tensor &x) {
-    if (x.numel() != x.size(-1)) return fewRowsLinear(layers, x);
-    const bool bf16 = x.scalar_type() == at::kBFloat16;
-    const int64_t in = x.size(-1);
-    // Row offsets of each layer in the concatenated output: one parallel pass over all rows.
-    std::vector<int64_t> start{0};
-    for (const Linear *l : layers) start.push_back(start.back() + l->outFeatures());
-    const bool q8 = layers.front()->q8 != nullptr;
-    // Grows once, reused every token; the worker threads read the caller's copy (a pointer:
-    // a thread_local named inside the lambda would be each worker's own).
-    thread_local kernels::Q8Activation actStore;
-    const kernels::Q8Activation *act = &actStore;
-    if (q8) {
-        at::Tensor xf = x.to(at::kFloat).contiguous();
-        kernels::quantizeActivationQ8(xf.data_ptr<float>(), in, actStore);
-    }
-    const int64_t total = start.back();
-    at::Tensor y = at::empty({total}, at::TensorOptions().dtype(at::kFloat));
-    // fp32 biases (the kernels add them in fp32); bf16 biases are converted once per call.
-    std::vector<at::Tensor> biases(layers.size());
-    for (size_t i = 0; i < layers.size(); ++i)
-        if (layers[i]->bias.defined()) biases[i] = layers[i]->bias.to(at::kFloat).contiguous();
-    const void *xp = x.data_ptr();
-    float *yp = y.data_ptr<float>();
+bool decodeKernelsEnabled() {
+    // MGD_DECODE_KERNELS=0 runs libtorch's linear instead (for A/B measurements).
+    static const bool enabled = [] {
+        const char *e = std::getenv("MGD_DECODE_KERNELS");
+        return !(e && std::string(e) == "0");
+    }();
+    return enabled;
+}
+
+void decodeLinearInto(std::span<const Linear *const> layers, const void *x, bool bf16,
+                      const kernels::Q8Activation *act, std::span<const float *const> biases, float *y) {
+    if (layers.empty() || layers.size() > 7) throw Error("decodeLinearInto: 1 to 7 layers");
+    const int64_t in = layers.front()->inFeatures();
+    // Row offsets of each layer in y: one parallel pass over all rows.
+    int64_t start[8] = {0};
+    for (size_t i = 0; i < layers.size(); ++i) start[i + 1] = start[i] + layers[i]->outFeatures();
+    const int64_t total = start[layers.size()];
     // Chunks of whole rows; with the default grain libtorch gives each thread one contiguous run.
     at::parallel_for(0, total, 64, [&](int64_t b, int64_t e) {
         for (size_t i = 0; i < layers.size(); ++i) {
             const int64_t lo = std::max(b, start[i]), hi = std::min(e, start[i + 1]);
             if (lo >= hi) continue;
-            const at::Tensor &w = layers[i]->weight;
-            float *yi = yp + start[i]; // the kernels index y and bias by row
-            const float *bias = biases[i].defined() ? biases[i].data_ptr<float>() : nullptr;
-            if (q8) {
-                kernels::gemvQ8(*layers[i]->q8, *act, yi, bias, lo - start[i], hi - start[i]);
+            const Linear &l = *layers[i];
+            float *yi = y + start[i]; // the kernels index y and bias by row
+            const float *bias = biases.empty() ? nullptr : biases[i];
+            if (l.q8) {
+                kernels::gemvQ8(*l.q8, *act, yi, bias, lo - start[i], hi - start[i]);
             } else if (bf16) {
-                const kernels::PackedBf16 pw(static_cast<const uint16_t *>(w.data_ptr()), w.size(0), in);
-                kernels::gemvBf16(pw, static_cast<const uint16_t *>(xp), yi, bias, lo - start[i],
+                const kernels::PackedBf16 pw(static_cast<const uint16_t *>(l.weight.data_ptr()),
+                                             l.weight.size(0), in);
+                kernels::gemvBf16(pw, static_cast<const uint16_t *>(x), yi, bias, lo - start[i],
                                   hi - start[i]);
             } else {
-                const kernels::PackedF32 pw(w.data_ptr<float>(), w.size(0), in);
-                kernels::gemvF32(pw, static_cast<const float *>(xp), yi, bias, lo - start[i], hi - start[i]);
+                const kernels::PackedF32 pw(l.weight.data_ptr<float>(), l.weight.size(0), in);
+                kernels::gemvF32(pw, static_cast<const float *>(x), yi, bias, lo - start[i], hi - start[i]);
             }
         }
     });
+}
+
+std::vector<at::Tensor> decodeLinear(const std::vector<const Linear *> &layers, const at::Tensor &x) {
+    if (x.numel() != x.size(-1)) return fewRowsLinear(layers, x);
+    const bool bf16 = x.scalar_type() == at::kBFloat16;
+    const int64_t in = x.size(-1);
+    const bool q8 = layers.front()->q8 != nullptr;
+    // Grows once, reused every token.
+    thread_local kernels::Q8Activation act;
+    if (q8) {
+        at::Tensor xf = x.to(at::kFloat).contiguous();
+        kernels::quantizeActivationQ8(xf.data_ptr<float>(), in, act);
+    }
+    std::vector<int64_t> start{0};
+    for (const Linear *l : layers) start.push_back(start.back() + l->outFeatures());
+    at::Tensor y = at::empty({start.back()}, at::TensorOptions().dtype(at::kFloat));
+    // fp32 biases (the kernels add them in fp32); bf16 biases are converted once per call.
+    std::vector<at::Tensor> biasStore(layers.size());
+    std::vector<const float *> biases(layers.size(), nullptr);
+    for (size_t i = 0; i < layers.size(); ++i)
+        if (layers[i]->bias.defined()) {
+            biasStore[i] = layers[i]->bias.to(at::kFloat).contiguous();
+            biases[i] = biasStore[i].data_ptr<float>();
+        }
+    decodeLinearInto(layers, x.data_ptr(), bf16, q8 ? &act : nullptr, biases, y.data_ptr<float>());
     std::vector<at::Tensor> outs;
     for (size_t i = 0; i < layers.size(); ++i) {
         auto shape = x.sizes().vec();

@@ -5,9 +5,14 @@
 // one-row linear streams bf16 weights at ~15 GB/s here; these run at the memory roofline.
 #include <ATen/core/Tensor.h>
 
+#include <span>
 #include <vector>
 
 namespace mgd {
+
+namespace kernels {
+struct Q8Activation;
+}
 
 struct Linear;
 
@@ -28,5 +33,15 @@ bool decodeEligible(const std::vector<const Linear *> &layers, const at::Tensor 
 
 // outs[i] = layers[i](x) for x [..., in] of decodeEligible rows; outputs [..., out_i] in x's dtype.
 std::vector<at::Tensor> decodeLinear(const std::vector<const Linear *> &layers, const at::Tensor &x);
+
+// False when MGD_DECODE_KERNELS=0 (libtorch's linear everywhere, for A/B measurements).
+bool decodeKernelsEnabled();
+
+// One row through up to 7 layers that share it, in one parallel pass, on raw memory: y gets
+// each layer's outputs one after another (fp32). x is bf16 (bits) when `bf16`, else fp32; int8
+// layers (all or none) read `act`, quantized from x by the caller. biases: empty or one fp32
+// pointer (or null) per layer.
+void decodeLinearInto(std::span<const Linear *const> layers, const void *x, bool bf16,
+                      const kernels::Q8Activation *act, std::span<const float *const> biases, float *y);
 
 } // namespace mgd

@@ -161,6 +161,7 @@ at::Tensor Llama::forward(const at::Tensor &embeds, KvCache &cache, bool allLogi
         throw Error("context overflow: " + std::to_string(total) + " positions exceed the model's " +
                     std::to_string(c_.maxPositions));
     cache.reserve(kvShape(), total);
+    if (n == 1 && !hidden && oneTokenEligible(embeds, cache)) return forwardOneToken(embeds, cache);
     at::Tensor cos = cos_.narrow(0, start, n), sin = sin_.narrow(0, start, n); // [n, Dh]
     at::Tensor mask; // [n, total]: -inf where key position > query position
     if (n > 1)

@@ -67,6 +67,11 @@ private:
                             const at::Tensor &mask, const KvFn &kv) const;
     // y + MLP(RMSNorm(y)): the second half of a layer.
     at::Tensor mlpBlock(const Layer &l, const at::Tensor &y) const;
+    // One new token through every layer on raw buffers (core/model/llama_decode.cpp): the same
+    // arithmetic as layerForward in dtype, without ~40 small tensor ops per layer. forward() uses
+    // it when oneTokenEligible.
+    bool oneTokenEligible(const at::Tensor &embeds, const KvCache &cache) const;
+    at::Tensor forwardOneToken(const at::Tensor &embeds, KvCache &cache) const;
     LlamaConfig c_;
     at::ScalarType dtype_;
     at::Tensor embedTokens_, finalNorm_;

@@ -174,8 +174,14 @@ LlmBenchResult runLlmBench(const LlmBenchOptions &o, const std::function<void(co
     r.weightBytes = llm.weightBytes();
     r.decodeBytesPerToken = llm.decodeBytesPerToken();
 
-    if (log) log("measuring read bandwidth (1 GiB, all threads, 5 passes)");
-    r.bandwidthGbs = measureReadBandwidth();
+    if (log) log("measuring read bandwidth (1 GiB, all threads, 5 passes; 3 more before each decode)");
+    std::vector<double> bandwidth, efficiency;
+    auto measure = [&](int passes) {
+        const Spread b = measureReadBandwidth(1ull << 30, passes);
+        for (double v : {b.median, b.min, b.max}) bandwidth.push_back(v);
+        return b.median;
+    };
+    measure(5);
     std::vector<double> prefill, decode;
     at::Generator g = at::detail::createCPUGenerator(7);
     for (int rep = 0; rep < o.repetitions; ++rep) {
@@ -184,12 +190,16 @@ LlmBenchResult runLlmBench(const LlmBenchOptions &o, const std::function<void(co
         auto t0 = Clock::now();
         at::Tensor logits = llm.forward(embeds, cache, false);
         prefill.push_back(o.prefillTokens / seconds(t0, Clock::now()));
+        // The VM's bandwidth changes from minute to minute: each decode run is set against the
+        // bandwidth measured right before it.
+        const double bw = measure(3);
         t0 = Clock::now();
         for (int i = 0; i < o.decodeTokens; ++i) {
             const int64_t id = logits.argmax(-1).item<int64_t>();
             logits = llm.forward(llm.embed(at::tensor({id})), cache, false);
         }
         decode.push_back(o.decodeTokens / seconds(t0, Clock::now()));
+        efficiency.push_back(decode.back() * static_cast<double>(r.decodeBytesPerToken) / 1e9 / bw);
         if (log)
             log("repetition " + std::to_string(rep + 1) + ": prefill " + std::to_string(prefill.back()) +
                 " tok/s, decode " + std::to_string(decode.back()) + " tok/s");
@@ -221,8 +231,8 @@ LlmBenchResult runLlmBench(const LlmBenchOptions &o, const std::function<void(co
     }
     r.prefillTokensPerSecond = spreadOf(prefill);
     r.decodeTokensPerSecond = spreadOf(decode);
-    r.decodeEfficiency = r.decodeTokensPerSecond.median * static_cast<double>(r.decodeBytesPerToken) / 1e9 /
-                         r.bandwidthGbs.median;
+    r.bandwidthGbs = spreadOf(bandwidth);
+    r.decodeEfficiency = spreadOf(efficiency).median;
     r.rssBytes = currentRssBytes();
     return r;
 }
@@ -261,7 +271,7 @@ std::string LlmBenchResult::table() const {
                   "bandwidth states; compare ratios within one run\n"
                   "prefill          %7.1f tok/s (min %.1f, max %.1f)\n"
                   "decode           %7.2f tok/s (min %.2f, max %.2f)\n"
-                  "bytes per token  %7.1f MB;  efficiency %.2f (bytes x tok/s / bandwidth)\n"
+                  "bytes per token  %7.1f MB;  efficiency %.2f (bytes x tok/s / the bandwidth right before, median of the runs)\n"
                   "weights          %7.1f MB;  RSS after %.1f MB (RSS - weights %.1f MB)\n",
                   shape.c_str(), dtype.c_str(), threads, cpu.c_str(), kernels.c_str(), bandwidthGbs.median,
                   bandwidthGbs.min, bandwidthGbs.max, prefillTokensPerSecond.median,

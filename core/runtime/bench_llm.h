@@ -35,7 +35,9 @@ struct LlmBenchResult {
     int threads = 0;
     Spread prefillTokensPerSecond, decodeTokensPerSecond, bandwidthGbs;
     uint64_t decodeBytesPerToken = 0, weightBytes = 0, rssBytes = 0;
-    double decodeEfficiency = 0;             // median decode tok/s x bytes per token / median bandwidth
+    // Median over the repetitions of decode tok/s x bytes per token / the bandwidth measured right
+    // before that repetition.
+    double decodeEfficiency = 0;
     std::vector<ShortPrefill> shortPrefills; // empty where the few-row kernels do not run
     std::string toJson() const;
     std::string table() const;
