@@ -28,6 +28,10 @@ public:
     at::Tensor forward(const at::Tensor &embeds, KvCache &cache, bool allLogits,
                        std::vector<at::Tensor> *hidden = nullptr) const;
     KvShape kvShape() const;
+    // True when forward() runs a one-token call (embeds [1, 1, hidden], a reserved cache) on raw
+    // buffers (core/model/llama_decode.cpp): the same arithmetic as the tensor path, rounded to
+    // dtype where its ops round, without ~40 small tensor ops per layer. Not while training.
+    bool oneTokenEligible(const at::Tensor &embeds, const KvCache &cache) const;
     // Training (core/train): embeds [B, n, hidden] at positions 0..n-1, causal, no cache;
     // right padding is harmless under the causal mask. fp32 logits [B, n - shared, vocab] for
     // positions shared..n-1. The first `shared` positions must be the same in every row (a
@@ -67,10 +71,6 @@ private:
                             const at::Tensor &mask, const KvFn &kv) const;
     // y + MLP(RMSNorm(y)): the second half of a layer.
     at::Tensor mlpBlock(const Layer &l, const at::Tensor &y) const;
-    // One new token through every layer on raw buffers (core/model/llama_decode.cpp): the same
-    // arithmetic as layerForward in dtype, without ~40 small tensor ops per layer. forward() uses
-    // it when oneTokenEligible.
-    bool oneTokenEligible(const at::Tensor &embeds, const KvCache &cache) const;
     at::Tensor forwardOneToken(const at::Tensor &embeds, KvCache &cache) const;
     LlamaConfig c_;
     at::ScalarType dtype_;
