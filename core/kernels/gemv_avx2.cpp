@@ -63,7 +63,7 @@ template <class W, class X> MGD_T2 float rowFma(const W *w, const X *x, int64_t 
 // summed again with madd: the exact int32 dot product (|x|, |w| <= 127, so the int16 pair sums
 // never saturate). The group's combined scale (weight fp16 * activation fp32, 8 groups per
 // load) is broadcast from a register with one permute. NR = 4: the whole block of row r
-// (r % 4 == 0), one sequential stream prefetched ahead as in the AVX-512 kernel; NR = 1: row r.
+// (r % 4 == 0), one sequential stream prefetched ahead; NR = 1: row r.
 constexpr int64_t kQ8Prefetch = 3072;
 
 template <int NR> MGD_T2 void rowsQ8(const PackedQ8 &w, int64_t r, const Q8Activation &a, float *out) {

@@ -60,9 +60,8 @@ MGD_T512_BF16 float rowBf16Dp(const uint16_t *w, const uint16_t *x, int64_t cols
 // group's 8 lanes sum to the exact int32 dot product. One 64-byte load covers 2 groups; their
 // combined scales (weight fp16 * activation fp32, 16 groups per superblock) are spread over the
 // lanes with one permute. NR = 4: the whole block of row r (r % 4 == 0), read as one sequential
-// stream and prefetched ahead (the dependent work per line otherwise limits how many lines are
-// in flight: +10-15% measured); NR = 1: row r alone.
-constexpr int64_t kQ8Prefetch = 3072;
+// stream; NR = 1: row r alone. No software prefetch: with it (3 KiB ahead) the bench shape's
+// matrices streamed at 0.54-0.65 of a plain read, without at 0.74-0.78 (Zen 4, 2 threads).
 
 template <int NR> MGD_T512_VNNI void rowsQ8(const PackedQ8 &w, int64_t r, const Q8Activation &a, float *out) {
     const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
@@ -90,8 +89,6 @@ template <int NR> MGD_T512_VNNI void rowsQ8(const PackedQ8 &w, int64_t r, const 
             const __m512i init = _mm512_load_si512(a.init.data() + (g0 + 2 * p) * 8);
             MGD_UNROLL
             for (int i = 0; i < NR; ++i) {
-                if (NR > 1)
-                    _mm_prefetch(reinterpret_cast<const char *>(line + kQ8Prefetch + i * 64), _MM_HINT_T0);
                 const __m512i wv = _mm512_xor_si512(_mm512_load_si512(line + i * 64), flip);
                 const __m512i d = _mm512_dpbusd_epi32(init, wv, xq);
                 acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(idx, scale[i]), acc[i]);

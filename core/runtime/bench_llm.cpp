@@ -172,7 +172,13 @@ LlmBenchResult runLlmBench(const LlmBenchOptions &o, const std::function<void(co
     Weights w = Weights::openFolder(dir);
     Llama llm(w, c, dt, o.dtype == "int8");
     r.weightBytes = llm.weightBytes();
-    r.decodeBytesPerToken = llm.decodeBytesPerToken();
+    r.decodeWeightBytesPerToken = llm.decodeBytesPerToken();
+    // Each decoded token also reads the keys and values of every earlier position (all layers);
+    // over the run that averages the positions at its middle.
+    const double kvPerPosition = static_cast<double>(KvCache::bytesPerPosition(llm.kvShape()));
+    r.decodeKvBytesPerToken =
+        static_cast<uint64_t>(kvPerPosition * (o.prefillTokens + (o.decodeTokens + 1) / 2.0));
+    r.decodeBytesPerToken = r.decodeWeightBytesPerToken + r.decodeKvBytesPerToken;
 
     if (log) log("measuring read bandwidth (1 GiB, all threads, 5 passes; 3 more before each decode)");
     std::vector<double> bandwidth, efficiency;
@@ -249,6 +255,8 @@ std::string LlmBenchResult::toJson() const {
                         {"prefill_tokens_per_second", prefillTokensPerSecond.median},
                         {"decode_tokens_per_second", decodeTokensPerSecond.median},
                         {"decode_bytes_per_token", decodeBytesPerToken},
+                        {"decode_weight_bytes_per_token", decodeWeightBytesPerToken},
+                        {"decode_kv_bytes_per_token", decodeKvBytesPerToken},
                         {"memory_bandwidth_gbs", bandwidthGbs.median},
                         {"decode_efficiency", decodeEfficiency},
                         {"weight_bytes", weightBytes},
@@ -265,20 +273,22 @@ std::string LlmBenchResult::toJson() const {
 
 std::string LlmBenchResult::table() const {
     char buf[1400];
-    std::snprintf(buf, sizeof buf,
-                  "shape %s, %s, %d threads\ncpu: %s\nkernels: %s\n"
-                  "read bandwidth   %7.1f GB/s (min %.1f, max %.1f)  <- this VM switches between two "
-                  "bandwidth states; compare ratios within one run\n"
-                  "prefill          %7.1f tok/s (min %.1f, max %.1f)\n"
-                  "decode           %7.2f tok/s (min %.2f, max %.2f)\n"
-                  "bytes per token  %7.1f MB;  efficiency %.2f (bytes x tok/s / the bandwidth right before, median of the runs)\n"
-                  "weights          %7.1f MB;  RSS after %.1f MB (RSS - weights %.1f MB)\n",
-                  shape.c_str(), dtype.c_str(), threads, cpu.c_str(), kernels.c_str(), bandwidthGbs.median,
-                  bandwidthGbs.min, bandwidthGbs.max, prefillTokensPerSecond.median,
-                  prefillTokensPerSecond.min, prefillTokensPerSecond.max, decodeTokensPerSecond.median,
-                  decodeTokensPerSecond.min, decodeTokensPerSecond.max, decodeBytesPerToken / 1e6,
-                  decodeEfficiency, weightBytes / 1e6, rssBytes / 1e6,
-                  (static_cast<double>(rssBytes) - static_cast<double>(weightBytes)) / 1e6);
+    std::snprintf(
+        buf, sizeof buf,
+        "shape %s, %s, %d threads\ncpu: %s\nkernels: %s\n"
+        "read bandwidth   %7.1f GB/s (min %.1f, max %.1f)  <- this VM switches between two "
+        "bandwidth states; compare ratios within one run\n"
+        "prefill          %7.1f tok/s (min %.1f, max %.1f)\n"
+        "decode           %7.2f tok/s (min %.2f, max %.2f)\n"
+        "bytes per token  %7.1f MB (weights %.1f MB + KV %.1f MB);  efficiency %.2f (bytes x tok/s / "
+        "the bandwidth right before, median of the runs)\n"
+        "weights          %7.1f MB;  RSS after %.1f MB (RSS - weights %.1f MB)\n",
+        shape.c_str(), dtype.c_str(), threads, cpu.c_str(), kernels.c_str(), bandwidthGbs.median,
+        bandwidthGbs.min, bandwidthGbs.max, prefillTokensPerSecond.median, prefillTokensPerSecond.min,
+        prefillTokensPerSecond.max, decodeTokensPerSecond.median, decodeTokensPerSecond.min,
+        decodeTokensPerSecond.max, decodeBytesPerToken / 1e6, decodeWeightBytesPerToken / 1e6,
+        decodeKvBytesPerToken / 1e6, decodeEfficiency, weightBytes / 1e6, rssBytes / 1e6,
+        (static_cast<double>(rssBytes) - static_cast<double>(weightBytes)) / 1e6);
     std::string out = buf;
     if (!shortPrefills.empty())
         out += "short prefill after 100 tokens (ms: few-row kernels / libtorch GEMM):";

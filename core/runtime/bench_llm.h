@@ -34,7 +34,10 @@ struct LlmBenchResult {
     std::string shape, dtype, cpu, kernels;
     int threads = 0;
     Spread prefillTokensPerSecond, decodeTokensPerSecond, bandwidthGbs;
-    uint64_t decodeBytesPerToken = 0, weightBytes = 0, rssBytes = 0;
+    // What one decoded token reads: every weight matrix (and one embedding row), plus the KV of
+    // every earlier position (averaged over the decode run); the sum is decodeBytesPerToken.
+    uint64_t decodeWeightBytesPerToken = 0, decodeKvBytesPerToken = 0, decodeBytesPerToken = 0;
+    uint64_t weightBytes = 0, rssBytes = 0;
     // Median over the repetitions of decode tok/s x bytes per token / the bandwidth measured right
     // before that repetition.
     double decodeEfficiency = 0;
