@@ -181,7 +181,9 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
     {
         // The engine keeps KV at the compute dtype's width or as int8; the other widths
         // follow from the same layout.
-        const std::string compute = o.dtype.empty() ? engine.modelSummary().dtype : o.dtype;
+        // What the engine loaded (auto resolved); int8 weights compute, and keep KV, in bf16.
+        const std::string loaded = engine.modelSummary().dtype;
+        const std::string compute = loaded == "int8" ? "bfloat16" : loaded;
         rep.kvDtype = o.kvDtype.empty() ? compute : o.kvDtype;
         rep.kvBlockPositions = modeSettings("all", o, featureDir).kvBlockPositions;
         EngineSettings probe = off;
