@@ -3,7 +3,10 @@
 // written once per call; scores reduce one row at a time. Column tails run in plain C++.
 #include "core/kernels/attention_rows.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "core/kernels/cpu_features.h"
 #include "core/kernels/gemv_impl.h"
@@ -51,8 +54,61 @@ void addScalar(const T *v, int64_t stride, int64_t rows, int64_t n, const float 
     }
 }
 
+void softmaxScalar(float *row, int64_t n, float scale) {
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t t = 0; t < n; ++t) mx = std::max(mx, row[t] * scale);
+    float sum = 0;
+    for (int64_t t = 0; t < n; ++t) sum += (row[t] = std::exp(row[t] * scale - mx));
+    const float inv = 1.0f / sum;
+    for (int64_t t = 0; t < n; ++t) row[t] *= inv;
+}
+
+// exp(x) for x <= 0 as 2^k * p(r): k = round(x / ln 2), r = x - k ln 2 (two-part ln 2), p the
+// degree-6 Taylor polynomial (|r| <= 0.347: truncation < 2e-8 relative). x is clamped at -87.3 so
+// 2^k stays a normal float.
+constexpr float kLog2e = 1.44269504f, kLn2Hi = 0.693145752f, kLn2Lo = 1.42860677e-06f, kExpMin = -87.3f;
+constexpr float kC2 = 1.0f / 2, kC3 = 1.0f / 6, kC4 = 1.0f / 24, kC5 = 1.0f / 120, kC6 = 1.0f / 720;
+
 #if defined(__x86_64__)
 using namespace detail::avx512;
+
+MGD_T512 inline __m512 exp512(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(kExpMin));
+    const __m512 k =
+        _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(kLn2Hi), x);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(kLn2Lo), r);
+    __m512 p = _mm512_set1_ps(kC6);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kC5));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kC4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kC3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kC2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, k);
+}
+
+MGD_T512 void softmax512(float *row, int64_t n, float scale) {
+    const __m512 s = _mm512_set1_ps(scale);
+    __m512 m = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    for (int64_t t = 0; t < n; t += 16) {
+        const __mmask16 k = mask16(n - t);
+        m = _mm512_mask_max_ps(m, k, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, row + t), s));
+    }
+    const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(m));
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t t = 0; t < n; t += 16) {
+        const __mmask16 k = mask16(n - t);
+        const __m512 e = exp512(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k, row + t), s, mx));
+        _mm512_mask_storeu_ps(row + t, k, e);
+        sum = _mm512_mask_add_ps(sum, k, sum, e);
+    }
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (int64_t t = 0; t < n; t += 16) {
+        const __mmask16 k = mask16(n - t);
+        _mm512_mask_storeu_ps(row + t, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, row + t), inv));
+    }
+}
 
 MGD_T512 inline __m512 load16w(const int8_t *p, __mmask16 m) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p)));
@@ -162,6 +218,61 @@ MGD_T2 void dot256(const T *k, int64_t stride, int64_t rows, int64_t n, const fl
     }
 }
 
+MGD_T2 inline __m256 exp256(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(kExpMin));
+    const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(kLn2Hi), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(kLn2Lo), r);
+    __m256 p = _mm256_set1_ps(kC6);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kC5));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kC4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kC3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kC2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    // 2^k from the exponent bits (k >= -126 after the clamp).
+    const __m256i bits =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+// Whole 8-wide steps in vectors, the last n % 8 values in plain C++ (same exp formula).
+MGD_T2 void softmax256(float *row, int64_t n, float scale) {
+    const int64_t full = n / 8 * 8;
+    const __m256 s = _mm256_set1_ps(scale);
+    float mx = -std::numeric_limits<float>::infinity();
+    if (full) {
+        __m256 m = _mm256_set1_ps(mx);
+        for (int64_t t = 0; t < full; t += 8)
+            m = _mm256_max_ps(m, _mm256_mul_ps(_mm256_loadu_ps(row + t), s));
+        alignas(32) float lanes[8];
+        _mm256_store_ps(lanes, m);
+        mx = *std::max_element(lanes, lanes + 8);
+    }
+    for (int64_t t = full; t < n; ++t) mx = std::max(mx, row[t] * scale);
+    const __m256 vmx = _mm256_set1_ps(mx);
+    __m256 sum = _mm256_setzero_ps();
+    for (int64_t t = 0; t < full; t += 8) {
+        const __m256 e = exp256(_mm256_fmsub_ps(_mm256_loadu_ps(row + t), s, vmx));
+        _mm256_storeu_ps(row + t, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, sum);
+    float total =
+        ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    for (int64_t t = full; t < n; ++t) {
+        alignas(32) float one[8] = {row[t] * scale - mx};
+        _mm256_store_ps(one, exp256(_mm256_load_ps(one)));
+        total += (row[t] = one[0]);
+    }
+    const __m256 inv = _mm256_set1_ps(1.0f / total);
+    for (int64_t t = 0; t < full; t += 8)
+        _mm256_storeu_ps(row + t, _mm256_mul_ps(_mm256_loadu_ps(row + t), inv));
+    for (int64_t t = full; t < n; ++t) row[t] *= 1.0f / total;
+}
+
 template <int R, class T>
 MGD_T2 void addBlock256(const T *v, int64_t stride, int64_t rows, const float *scale, const float *p,
                         float *out) {
@@ -226,6 +337,17 @@ void addRows(const T *v, int64_t stride, int64_t rows, int64_t n, const float *s
 }
 
 } // namespace
+
+void softmaxRow(float *row, int64_t n, float scale) {
+    if (n <= 0) return;
+    switch (activeLevel()) {
+#if defined(__x86_64__)
+    case KernelLevel::Avx512: return softmax512(row, n, scale);
+    case KernelLevel::Avx2: return softmax256(row, n, scale);
+#endif
+    default: return softmaxScalar(row, n, scale);
+    }
+}
 
 void dotRowsBf16(const uint16_t *k, int64_t stride, int64_t rows, int64_t n, const float *q, float *out) {
     dotRows(k, stride, rows, n, nullptr, q, out);

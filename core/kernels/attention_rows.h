@@ -19,4 +19,10 @@ void addRowsF32(const float *v, int64_t stride, int64_t rows, int64_t n, const f
 void addRowsI8(const int8_t *v, int64_t stride, int64_t rows, int64_t n, const float *scale, const float *p,
                float *out);
 
+// row[t] = exp(scale * row[t] - m) / sum, m = max_t scale * row[t]: the attention weights of one
+// head. The SIMD levels use their own exp (2^k times a degree-6 polynomial, within ~2e-7
+// relative; weights below exp(-87) come out as ~1e-38 instead of denormals), the scalar one
+// std::exp.
+void softmaxRow(float *row, int64_t n, float scale);
+
 } // namespace mgd::kernels

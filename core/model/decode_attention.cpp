@@ -59,14 +59,8 @@ void decodeAttentionInto(const float *q, int64_t H, const KvCache &cache, int64_
             }
             off += s.len;
         }
-        for (int64_t h = h0; h < h1; ++h) { // softmax, scaled by 1/sum
-            float *row = sp + h * total;
-            float mx = -std::numeric_limits<float>::infinity();
-            for (int64_t t = 0; t < total; ++t) mx = std::max(mx, row[t] * scale);
-            float sum = 0;
-            for (int64_t t = 0; t < total; ++t) sum += (row[t] = std::exp(row[t] * scale - mx));
-            const float inv = 1.0f / sum;
-            for (int64_t t = 0; t < total; ++t) row[t] *= inv;
+        for (int64_t h = h0; h < h1; ++h) {
+            kernels::softmaxRow(sp + h * total, total, scale);
             std::fill(out + h * Dh, out + (h + 1) * Dh, 0.0f);
         }
         off = 0;

@@ -144,6 +144,44 @@ private slots:
             }
     }
 
+    void softmaxMatchesFloat64_data() { matchesFloat64_data(); }
+    void softmaxMatchesFloat64() {
+        QFETCH(KernelLevel, level);
+        if (!levelSupported(level)) QSKIP("this CPU lacks the level");
+        forceKernelLevel(level);
+        std::mt19937 rng(11);
+        std::normal_distribution<float> nd(0, 1);
+        for (int64_t n : {1, 7, 8, 15, 16, 17, 100, 1000})
+            for (float spread : {1.0f, 30.0f, 400.0f}) { // 400: most weights underflow
+                std::vector<float> row(static_cast<size_t>(n));
+                for (float &x : row) x = spread * nd(rng);
+                const float scale = 0.125f;
+                std::vector<double> ref(row.size());
+                double mx = -1e300, sum = 0;
+                for (float x : row) mx = std::max(mx, static_cast<double>(x * scale));
+                for (size_t t = 0; t < row.size(); ++t)
+                    sum += (ref[t] = std::exp(double(row[t] * scale) - mx));
+                const std::vector<float> x0 = row;
+                softmaxRow(row.data(), n, scale);
+                double total = 0;
+                for (size_t t = 0; t < row.size(); ++t) {
+                    const double want = ref[t] / sum;
+                    total += row[t];
+                    // exp's own error, the fp32 rounding of its argument scale * x - max, and the sum's.
+                    const double arg = std::fabs(double(x0[t] * scale) - mx);
+                    const double tol = (1e-6 + 2.5e-7 * arg + 6e-8 * double(n)) * want;
+                    if (std::fabs(row[t] - want) > tol && std::fabs(row[t] - want) > 2e-38)
+                        QFAIL(qPrintable(QString("n %1 spread %2 t %3: %4 vs %5")
+                                             .arg(n)
+                                             .arg(spread)
+                                             .arg(t)
+                                             .arg(row[t])
+                                             .arg(want)));
+                }
+                QVERIFY(std::fabs(total - 1) < 1e-5);
+            }
+    }
+
     // Zero rows leave the output as it was (an empty KV block).
     void noRowsIsANoOp() {
         std::vector<float> out{1, 2, 3}, p{0.5f};
