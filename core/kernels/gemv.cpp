@@ -191,6 +191,16 @@ PackedQ8 quantizeQ8(const uint16_t *bf16Src, int64_t rows, int64_t cols, int64_t
     return quantize(bf16Src, rows, cols, stride);
 }
 
+PackedQ8 relocateQ8(const PackedQ8 &q, int8_t *dst, std::shared_ptr<const void> owner) {
+    PackedQ8 out;
+    out.rows = q.rows, out.cols = q.cols, out.groups = q.groups, out.pairs = q.pairs;
+    out.blockBytes = q.blockBytes;
+    std::memcpy(dst, q.base(), q.bytes());
+    out.external = dst;
+    out.owner = std::move(owner);
+    return out;
+}
+
 void dequantizeQ8Rows(const PackedQ8 &w, int64_t r0, int64_t r1, float *dst, int64_t dstStride) {
     checkRange("dequantizeQ8Rows", w.rows, r0, r1);
     if (dstStride < w.cols) throw Error("dequantizeQ8Rows: destination stride below the column count");

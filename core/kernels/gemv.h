@@ -72,12 +72,15 @@ struct PackedQ8 {
     static constexpr int64_t kBlockRows = 4, kSuperGroups = 16, kScaleBytes = 128;
     static constexpr int64_t kSuperBytes = kScaleBytes + kBlockRows * kSuperGroups * 32; // 2176
     int64_t rows = 0, cols = 0;
-    int64_t groups = 0;     // ceil(cols / 32)
-    int64_t pairs = 0;      // ceil(groups / 2)
-    int64_t blockBytes = 0; // one block of 4 rows
-    AlignedBuffer<int8_t> data;
+    int64_t groups = 0;               // ceil(cols / 32)
+    int64_t pairs = 0;                // ceil(groups / 2)
+    int64_t blockBytes = 0;           // one block of 4 rows
+    AlignedBuffer<int8_t> data;       // the bytes, unless `external` is set
+    const int8_t *external = nullptr; // the bytes elsewhere (relocateQ8), kept alive by owner
+    std::shared_ptr<const void> owner;
 
-    const int8_t *block(int64_t r) const { return data.data() + (r / kBlockRows) * blockBytes; }
+    const int8_t *base() const { return external ? external : data.data(); }
+    const int8_t *block(int64_t r) const { return base() + (r / kBlockRows) * blockBytes; }
     // Within a block: superblock s starts at s * kSuperBytes; row i's scales at +i * 32; the 64
     // bytes of pair p (0..7) of row i at +kScaleBytes + p * 256 + i * 64.
     int8_t qAt(int64_t r, int64_t c) const;
@@ -85,6 +88,10 @@ struct PackedQ8 {
     float dequantize(int64_t r, int64_t c) const { return qAt(r, c) * scale(r, c / 32); }
     size_t bytes() const { return static_cast<size_t>((rows + kBlockRows - 1) / kBlockRows * blockBytes); }
 };
+
+// A copy of q whose bytes are copied to dst (q.bytes() of room, e.g. in a huge-page arena) and
+// kept alive by `owner`; q's own storage is not touched.
+PackedQ8 relocateQ8(const PackedQ8 &q, int8_t *dst, std::shared_ptr<const void> owner);
 
 // Rows [r0, r1) of w dequantized to row-major fp32 (dst row stride in floats, >= cols), e.g. for
 // prefill tiles (0.23 ns per value measured, against 4.3 ns through qAt one value at a time).

@@ -12,6 +12,14 @@ WeightArena::WeightArena(size_t bytes) : capacity_(bytes) {
     if (bytes) base_.reset(static_cast<char *>(kernels::allocAligned(bytes)), kernels::freeAligned);
 }
 
+void *WeightArena::take(size_t bytes) {
+    const size_t need = slot(bytes);
+    if (!base_ || used_ + need > capacity_) return nullptr;
+    void *p = base_.get() + used_;
+    used_ += need;
+    return p;
+}
+
 at::Tensor WeightArena::adopt(const at::Tensor &t) {
     if (!t.defined() || !t.device().is_cpu() || !base_) return t;
     const size_t need = slot(t.nbytes());

@@ -22,6 +22,9 @@ public:
     // A contiguous copy of t in the arena, same shape and dtype; it keeps the arena alive. A
     // tensor that does not fit, is not on the CPU, or an arena of size 0: t itself.
     at::Tensor adopt(const at::Tensor &t);
+    // `bytes` of raw room (64-byte aligned), or null when it does not fit; owner() keeps it alive.
+    void *take(size_t bytes);
+    std::shared_ptr<const void> owner() const { return base_; }
     size_t used() const { return used_; }
     size_t capacity() const { return capacity_; }
 

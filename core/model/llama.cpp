@@ -6,6 +6,7 @@
 
 #include "core/model/decode_attention.h"
 #include "core/model/decode_linear.h"
+#include "core/kernels/gemv.h"
 #include "core/memory/weight_arena.h"
 #include "core/model/weights.h"
 #include "core/util/error.h"
@@ -55,6 +56,18 @@ Llama::Llama(const Weights &w, const LlamaConfig &c, at::ScalarType dtype, bool 
         if (!invFreq.defined())
             invFreq = w.takeOptional(l + "self_attn.rotary_emb.inv_freq", {dh / 2}, at::kFloat);
         layers_.push_back(std::move(layer));
+    }
+    if (int8) { // the quantized matrices too, once their sizes are known
+        std::vector<Linear *> all{&lmHead_};
+        for (Layer &l : layers_)
+            for (Linear *x : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) all.push_back(x);
+        size_t bytes = 0;
+        for (const Linear *x : all) bytes += WeightArena::slot(x->q8->bytes());
+        WeightArena q8Arena(bytes);
+        for (Linear *x : all) // one at a time: each own buffer is freed as its copy lands
+            if (void *dst = q8Arena.take(x->q8->bytes()))
+                x->q8 = std::make_shared<kernels::PackedQ8>(
+                    kernels::relocateQ8(*x->q8, static_cast<int8_t *>(dst), q8Arena.owner()));
     }
     // HF: inv_freq = 1 / base^(arange(0, dim, 2) / dim); cos/sin of cat(t x inv_freq, same).
     if (!invFreq.defined())

@@ -59,14 +59,15 @@ struct Rows {
     int kind; // 0 bf16, 1 fp32, 2 int8
 };
 
-template <class T> void checkRows(int64_t rows, int64_t n, std::mt19937 &rng) {
+// roundQ: q's values bf16-exact, as a bf16 model's are (bf16 keys then take vdpbf16ps).
+template <class T> void checkRows(int64_t rows, int64_t n, std::mt19937 &rng, bool roundQ = false) {
     const int64_t stride = n + 3; // rows of a KV block lie head after head
     const std::vector<T> k = randomRows<T>(rows, stride, rng);
     std::normal_distribution<float> nd(0, 1);
     std::uniform_real_distribution<float> ud(0.001f, 0.05f);
     std::vector<float> q(static_cast<size_t>(n)), p(static_cast<size_t>(rows)),
         scale(static_cast<size_t>(rows));
-    for (float &x : q) x = nd(rng);
+    for (float &x : q) x = roundQ ? static_cast<float>(widen(toBf16(nd(rng)))) : nd(rng);
     for (float &x : p) x = ud(rng) * 10;
     for (float &x : scale) x = ud(rng);
     constexpr bool i8 = std::is_same_v<T, int8_t>;
@@ -139,6 +140,7 @@ private slots:
         for (int64_t rows : kRowCounts)
             for (int64_t n : kWidths) {
                 checkRows<uint16_t>(rows, n, rng);
+                checkRows<uint16_t>(rows, n, rng, true);
                 checkRows<float>(rows, n, rng);
                 checkRows<int8_t>(rows, n, rng);
             }
