@@ -1,5 +1,7 @@
 #include "core/model/kv_cache.h"
 
+#include <cstring>
+
 #include <ATen/ATen.h>
 
 #include "core/cache/prefix_blocks.h"
@@ -201,6 +203,32 @@ void KvCache::write(int64_t layer, int64_t start, const at::Tensor &kIn, const a
             sc[1].narrow(1, off, len).copy_(vs.narrow(1, done, len));
         }
         done += len;
+    }
+}
+
+void KvCache::writeOne(int64_t layer, int64_t pos, const void *k, const void *v) {
+    if (shape_.int8) throw Error("KV cache: writeOne on int8 storage");
+    if (pos < sharedPositions())
+        throw Error("KV cache: a write at position " + std::to_string(pos) + " into a shared block");
+    const int64_t H = shape_.kvHeads, Dh = shape_.headDim;
+    const size_t row = static_cast<size_t>(Dh) * c10::elementSize(shape_.dtype);
+    char *kBase, *vBase;
+    int64_t headStride, at; // in rows
+    if (!pool_) {
+        kBase = static_cast<char *>(keys_[layer].data_ptr());
+        vBase = static_cast<char *>(values_[layer].data_ptr());
+        headStride = keys_[layer].size(1);
+        at = pos;
+    } else { // a block is [2 (K, V), kvHeads, P, headDim]
+        kBase = static_cast<char *>(blockViews_[layer][pos / blockPositions_].data_ptr());
+        vBase = kBase + static_cast<size_t>(H * blockPositions_) * row;
+        headStride = blockPositions_;
+        at = pos % blockPositions_;
+    }
+    for (int64_t h = 0; h < H; ++h) {
+        const size_t off = static_cast<size_t>(h * headStride + at) * row;
+        std::memcpy(kBase + off, static_cast<const char *>(k) + h * row, row);
+        std::memcpy(vBase + off, static_cast<const char *>(v) + h * row, row);
     }
 }
 

@@ -63,6 +63,9 @@ public:
     void reserve(const KvShape &s, int64_t positions);
     // k, v: [kvHeads, n, headDim] for positions [start, start + n).
     void write(int64_t layer, int64_t start, const at::Tensor &k, const at::Tensor &v);
+    // One position's keys and values, each [kvHeads, headDim] in the storage dtype, from raw
+    // memory (the one-token step); fp32/bf16 storage only (int8 quantizes through write()).
+    void writeOne(int64_t layer, int64_t pos, const void *k, const void *v);
     // Views (K, V), each [kvHeads, len, headDim], covering positions [0, total) in order.
     std::vector<std::pair<at::Tensor, at::Tensor>> segments(int64_t layer, int64_t total) const;
     // (K, V), each [kvHeads, total, headDim] in the compute dtype, in one piece: a view of

@@ -145,18 +145,19 @@ at::Tensor Llama::forwardOneToken(const at::Tensor &embeds, KvCache &cache) cons
         for (int64_t i = 0; i < D + 2 * kvd; ++i) q[i] = r(q[i]);
         rope(q, H, Dh, s.cos.data(), s.sin.data(), r);
         rope(k, KvH, Dh, s.cos.data(), s.sin.data(), r);
-        // The cache takes [kvHeads, 1, Dh] in dtype (int8 caches quantize from it).
-        at::Tensor kt, vt;
+        // The cache takes [kvHeads, Dh] in dtype; int8 caches quantize it through tensors.
+        const void *kp = k, *vp = v;
         if (bf16) {
             for (int64_t i = 0; i < 2 * kvd; ++i) s.kvBits[i] = toBf16(k[i]);
-            const auto opts = at::TensorOptions().dtype(at::kBFloat16);
-            kt = at::from_blob(s.kvBits.data(), {KvH, 1, Dh}, opts);
-            vt = at::from_blob(s.kvBits.data() + kvd, {KvH, 1, Dh}, opts);
-        } else {
-            kt = at::from_blob(k, {KvH, 1, Dh}, at::TensorOptions().dtype(at::kFloat));
-            vt = at::from_blob(v, {KvH, 1, Dh}, at::TensorOptions().dtype(at::kFloat));
+            kp = s.kvBits.data(), vp = s.kvBits.data() + kvd;
         }
-        cache.write(li, pos, kt, vt);
+        if (cache.element() != KvElement::Int8) {
+            cache.writeOne(li, pos, kp, vp);
+        } else {
+            const auto opts = at::TensorOptions().dtype(dtype_);
+            cache.write(li, pos, at::from_blob(const_cast<void *>(kp), {KvH, 1, Dh}, opts),
+                        at::from_blob(const_cast<void *>(vp), {KvH, 1, Dh}, opts));
+        }
         decodeAttentionInto(q, H, cache, li, total, s.ctx.data());
         for (int64_t i = 0; i < D; ++i) s.ctx[i] = r(s.ctx[i]);
         matvec({&l.o}, s.ctx.data(), D, s.y.data());
