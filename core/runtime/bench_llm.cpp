@@ -115,6 +115,19 @@ std::string ensureRandomLlm(const std::string &dir, const LlamaConfig &c, at::Sc
 
 } // namespace
 
+std::string describeKernels(const std::string &dtype) {
+    const bool bf16 = dtype == "bfloat16";
+    const std::string mv = dtype == "int8" ? (kernels::useAvx512Vnni() ? " (int8 vpdpbusd)" : " (int8)")
+                           : bf16 ? (kernels::useAvx512Bf16() ? " (vdpbf16ps)" : " (bf16 -> fp32 FMA)")
+                                  : " (fp32 FMA)";
+    return std::string("matrix-vector: ") + kernels::levelName(kernels::activeLevel()) + mv +
+           (dtype == "int8" ? "; prefill: int8 tiles -> libtorch GEMM"
+            : kernels::gemmAvailable() && !bf16
+                ? "; prefill: few-row tiles up to " + std::to_string(kFewRowsMax) +
+                      " tokens, then libtorch GEMM"
+                : "; prefill: libtorch GEMM");
+}
+
 Spread measureReadBandwidth(uint64_t bytes, int passes) {
     const int64_t chunks = static_cast<int64_t>(bytes >> 20); // whole MiB
     bytes = static_cast<uint64_t>(chunks) << 20;
@@ -159,16 +172,7 @@ LlmBenchResult runLlmBench(const LlmBenchOptions &o, const std::function<void(co
     r.dtype = o.dtype;
     r.threads = at::get_num_threads();
     r.cpu = kernels::describeCpu();
-    const std::string mv = o.dtype == "int8" ? (kernels::useAvx512Vnni() ? " (int8 vpdpbusd)" : " (int8)")
-                           : dt == at::kBFloat16
-                               ? (kernels::useAvx512Bf16() ? " (vdpbf16ps)" : " (bf16 -> fp32 FMA)")
-                               : " (fp32 FMA)";
-    r.kernels =
-        std::string("matrix-vector: ") + kernels::levelName(kernels::activeLevel()) + mv +
-        (o.dtype == "int8" ? "; prefill: int8 tiles -> libtorch GEMM"
-         : kernels::gemmAvailable() && dt == at::kFloat
-             ? "; prefill: few-row tiles up to " + std::to_string(kFewRowsMax) + " tokens, then libtorch GEMM"
-             : "; prefill: libtorch GEMM");
+    r.kernels = describeKernels(o.dtype);
     Weights w = Weights::openFolder(dir);
     Llama llm(w, c, dt, o.dtype == "int8");
     r.weightBytes = llm.weightBytes();

@@ -46,6 +46,9 @@ struct LlmBenchResult {
     std::string table() const;
 };
 
+// One line: the decode and prefill kernels chosen on this CPU for float32 / bfloat16 / int8.
+std::string describeKernels(const std::string &dtype);
+
 // Streaming read of a buffer of `bytes` with every thread; GB/s of each of `passes` passes.
 Spread measureReadBandwidth(uint64_t bytes = 1ull << 30, int passes = 5);
 

@@ -13,8 +13,10 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/kernels/cpu_features.h"
 #include "core/model/model_config.h"
 #include "core/model/random_model.h"
+#include "core/runtime/bench_llm.h"
 #include "core/runtime/engine.h"
 #include "core/util/error.h"
 
@@ -110,17 +112,8 @@ BenchTurn toTurn(const TurnStats &s) {
 
 double measureMemoryBandwidth(int threads) {
     if (threads > 0) at::set_num_threads(threads);
-    // 512 MiB of floats, far above the 32 MiB L3; sum() streams it once per call.
-    at::Tensor buf = at::ones({128ll << 20}, at::kFloat);
-    double best = 0;
-    for (int i = 0; i < 5; ++i) {
-        const auto t0 = std::chrono::steady_clock::now();
-        volatile float s = buf.sum().item<float>();
-        (void)s;
-        const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        best = std::max(best, static_cast<double>(buf.nbytes()) / sec / 1e9);
-    }
-    return best;
+    // The same streaming read bench-llm sets its decode against (widest vectors, all threads).
+    return measureReadBandwidth(512ull << 20, 5).median;
 }
 
 namespace {
@@ -184,6 +177,9 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
         // What the engine loaded (auto resolved); int8 weights compute, and keep KV, in bf16.
         const std::string loaded = engine.modelSummary().dtype;
         const std::string compute = loaded == "int8" ? "bfloat16" : loaded;
+        rep.dtype = loaded;
+        rep.cpu = kernels::describeCpu();
+        rep.kernels = describeKernels(loaded);
         rep.kvDtype = o.kvDtype.empty() ? compute : o.kvDtype;
         rep.kvBlockPositions = modeSettings("all", o, featureDir).kvBlockPositions;
         EngineSettings probe = off;
@@ -352,7 +348,7 @@ BenchReport runBenchmark(const BenchOptions &o, const std::function<void(const s
 std::string BenchReport::table() const {
     std::ostringstream s;
     char buf[512];
-    s << "model: " << model << "\n";
+    s << "model: " << model << " in " << dtype << "\ncpu: " << cpu << "\nkernels: " << kernels << "\n";
     std::snprintf(buf, sizeof buf,
                   "LLM weights %.0f MB, read per decoded token %.0f MB; answers %d tokens\n\n",
                   weightBytes / 1e6, decodeBytesPerToken / 1e6, answerTokens);
@@ -396,6 +392,9 @@ std::string BenchReport::table() const {
 std::string BenchReport::json() const {
     nlohmann::json j;
     j["model"] = model;
+    j["dtype"] = dtype;
+    j["cpu"] = cpu;
+    j["kernels"] = kernels;
     j["answer_tokens"] = answerTokens;
     j["weight_bytes"] = weightBytes;
     j["decode_bytes_per_token"] = decodeBytesPerToken;

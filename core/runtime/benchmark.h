@@ -45,6 +45,7 @@ struct BenchMode {
 
 struct BenchReport {
     std::string model;
+    std::string cpu, kernels, dtype; // what ran: the CPU, the kernels chosen, the compute dtype
     uint64_t weightBytes = 0, decodeBytesPerToken = 0;
     int answerTokens = 0;
     std::vector<BenchMode> modes;
