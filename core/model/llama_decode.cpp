@@ -3,8 +3,8 @@
 // RMSNorm, gate/up in one pass, SiLU * up, down, residual; then the final norm and the logits.
 // It rounds where layerForward's bf16 tensor ops round (each op's result to bf16), so a bf16
 // model decodes as it does through tensors; fp32 does not round. Per token: 5 parallel passes
-// per layer and no tensor op but the KV write, against ~40 small ops per layer through ATen
-// (10-15% of a bf16 decode step on the bench shape).
+// per layer and no tensor op (an int8 KV cache still quantizes through tensors), against ~40
+// small ops per layer through ATen (10-15% of a bf16 decode step on the bench shape).
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
