@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <type_traits>
+#include <vector>
 
 #include "core/kernels/cpu_features.h"
 #include "core/kernels/gemv_impl.h"
@@ -121,8 +121,8 @@ MGD_T512 inline __m512 load16w(const float *p, __mmask16 m) {
     return load16(p, m);
 }
 
-// bf16 keys against a q whose values are all bf16-exact (a bf16 model's q is): vdpbf16ps on the
-// keys as stored, 64 columns per instruction pair, the same products as the FMA path (exact in
+// bf16 keys against a bf16 q: vdpbf16ps on the keys as stored (denormals flushed, as the
+// hardware does), 64 columns per instruction pair, the same products as the FMA path (exact in
 // fp32), summed in another order. n <= 256.
 MGD_T512_BF16 void dotBf16Dp(const uint16_t *k, int64_t stride, int64_t rows, int64_t n, const uint16_t *qb,
                              float *out) {
@@ -145,17 +145,6 @@ MGD_T512_BF16 void dotBf16Dp(const uint16_t *k, int64_t stride, int64_t rows, in
         if (i < steps) a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_maskz_loadu_epi16(m[i], r + 32 * i), qv[i]);
         out[t] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
     }
-}
-
-// q as bf16 bits when every value is bf16-exact (low 16 bits zero), else false.
-bool exactBf16(const float *q, int64_t n, uint16_t *qb) {
-    for (int64_t d = 0; d < n; ++d) {
-        uint32_t b;
-        std::memcpy(&b, q + d, 4);
-        if (b & 0xffffu) return false;
-        qb[d] = static_cast<uint16_t>(b >> 16);
-    }
-    return true;
 }
 
 template <class T>
@@ -355,14 +344,7 @@ void dotRows(const T *k, int64_t stride, int64_t rows, int64_t n, const float *s
              float *out) {
     switch (activeLevel()) {
 #if defined(__x86_64__)
-    case KernelLevel::Avx512:
-        if constexpr (std::is_same_v<T, uint16_t>) {
-            uint16_t qb[256];
-            // vdpbf16ps flushes denormal inputs; exact bf16 q values are the common case.
-            if (n <= 256 && useAvx512Bf16() && exactBf16(q, n, qb))
-                return dotBf16Dp(k, stride, rows, n, qb, out);
-        }
-        return dot512(k, stride, rows, n, scale, q, out);
+    case KernelLevel::Avx512: return dot512(k, stride, rows, n, scale, q, out);
     case KernelLevel::Avx2: return dot256(k, stride, rows, n, scale, q, out);
 #endif
     default: return dotScalar(k, stride, rows, n, scale, q, out);
@@ -397,6 +379,17 @@ void softmaxRow(float *row, int64_t n, float scale) {
 void dotRowsBf16(const uint16_t *k, int64_t stride, int64_t rows, int64_t n, const float *q, float *out) {
     dotRows(k, stride, rows, n, nullptr, q, out);
 }
+void dotRowsBf16(const uint16_t *k, int64_t stride, int64_t rows, int64_t n, const uint16_t *q, float *out) {
+#if defined(__x86_64__)
+    if (n <= 256 && activeLevel() == KernelLevel::Avx512 && useAvx512Bf16())
+        return dotBf16Dp(k, stride, rows, n, q, out);
+#endif
+    thread_local std::vector<float> wide;
+    wide.resize(static_cast<size_t>(n));
+    for (int64_t d = 0; d < n; ++d) wide[static_cast<size_t>(d)] = widen(q[d]);
+    dotRows(k, stride, rows, n, nullptr, wide.data(), out);
+}
+
 void dotRowsF32(const float *k, int64_t stride, int64_t rows, int64_t n, const float *q, float *out) {
     dotRows(k, stride, rows, n, nullptr, q, out);
 }

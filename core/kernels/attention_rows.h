@@ -9,6 +9,9 @@ namespace mgd::kernels {
 
 // out[t] = sum_d k[t * stride + d] * q[d] (* scale[t] for int8), t in [0, rows).
 void dotRowsBf16(const uint16_t *k, int64_t stride, int64_t rows, int64_t n, const float *q, float *out);
+// The same with q given as bf16 (bits): vdpbf16ps on the keys as stored where the CPU has
+// AVX512-BF16 (a bf16 model's q is bf16; converting per call cost a quarter of the scores' time).
+void dotRowsBf16(const uint16_t *k, int64_t stride, int64_t rows, int64_t n, const uint16_t *q, float *out);
 void dotRowsF32(const float *k, int64_t stride, int64_t rows, int64_t n, const float *q, float *out);
 void dotRowsI8(const int8_t *k, int64_t stride, int64_t rows, int64_t n, const float *scale, const float *q,
                float *out);

@@ -38,6 +38,20 @@ void decodeAttentionInto(const float *q, int64_t H, const KvCache &cache, int64_
     cache.spans(layer, total, spanStore);
     if (scoreStore.size() < static_cast<size_t>(H * total)) scoreStore.resize(static_cast<size_t>(H * total));
     const std::vector<KvSpan> &spans = spanStore;
+    // bf16 keys against a q that is all bf16 values (a bf16 model's): in the keys' own format.
+    thread_local std::vector<uint16_t> qbStore;
+    const uint16_t *qb = nullptr;
+    if (type == KvElement::Bf16) {
+        qbStore.resize(static_cast<size_t>(H * Dh));
+        bool exact = true;
+        for (int64_t i = 0; i < H * Dh && exact; ++i) {
+            uint32_t b;
+            std::memcpy(&b, q + i, 4);
+            exact = (b & 0xffffu) == 0;
+            qbStore[static_cast<size_t>(i)] = static_cast<uint16_t>(b >> 16);
+        }
+        if (exact) qb = qbStore.data();
+    }
     float *sp = scoreStore.data();
     const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
     // Block by block, each thread over its heads: a block's keys (then values) of consecutive
@@ -49,7 +63,10 @@ void decodeAttentionInto(const float *q, int64_t H, const KvCache &cache, int64_
                 const int64_t kvh = h / G, head = kvh * s.headStride;
                 const float *qh = q + h * Dh;
                 float *row = sp + h * total + off;
-                if (type == KvElement::Bf16)
+                if (type == KvElement::Bf16 && qb)
+                    kernels::dotRowsBf16(static_cast<const uint16_t *>(s.k) + head, Dh, s.len, Dh,
+                                         qb + h * Dh, row);
+                else if (type == KvElement::Bf16)
                     kernels::dotRowsBf16(static_cast<const uint16_t *>(s.k) + head, Dh, s.len, Dh, qh, row);
                 else if (type == KvElement::F32)
                     kernels::dotRowsF32(static_cast<const float *>(s.k) + head, Dh, s.len, Dh, qh, row);

@@ -59,7 +59,7 @@ struct Rows {
     int kind; // 0 bf16, 1 fp32, 2 int8
 };
 
-// roundQ: q's values bf16-exact, as a bf16 model's are (bf16 keys then take vdpbf16ps).
+// roundQ: q's values bf16-exact, as a bf16 model's are, passed as bf16 (vdpbf16ps where present).
 template <class T> void checkRows(int64_t rows, int64_t n, std::mt19937 &rng, bool roundQ = false) {
     const int64_t stride = n + 3; // rows of a KV block lie head after head
     const std::vector<T> k = randomRows<T>(rows, stride, rng);
@@ -74,7 +74,14 @@ template <class T> void checkRows(int64_t rows, int64_t n, std::mt19937 &rng, bo
     const float *sc = i8 ? scale.data() : nullptr;
 
     std::vector<float> dots(static_cast<size_t>(rows));
-    if constexpr (std::is_same_v<T, uint16_t>) dotRowsBf16(k.data(), stride, rows, n, q.data(), dots.data());
+    if constexpr (std::is_same_v<T, uint16_t>) {
+        std::vector<uint16_t> qb(q.size());
+        for (size_t d = 0; d < q.size(); ++d) qb[d] = toBf16(q[d]); // exact when roundQ
+        if (roundQ)
+            dotRowsBf16(k.data(), stride, rows, n, qb.data(), dots.data());
+        else
+            dotRowsBf16(k.data(), stride, rows, n, q.data(), dots.data());
+    }
     if constexpr (std::is_same_v<T, float>) dotRowsF32(k.data(), stride, rows, n, q.data(), dots.data());
     if constexpr (i8) dotRowsI8(k.data(), stride, rows, n, sc, q.data(), dots.data());
     for (int64_t t = 0; t < rows; ++t) {
