@@ -138,6 +138,8 @@ at::Tensor Llama::forwardOneToken(const at::Tensor &embeds, KvCache &cache) cons
 
     for (int64_t li = 0; li < c_.layers; ++li) {
         const Layer &l = layers_[li];
+        // Read every token, not cached as fp32: training updates the norms in place between
+        // evaluations in one process.
         readRow(l.inputNorm, 0, D, s.norm.data());
         rmsNormRow(x, s.norm.data(), D, c_.rmsEps, r, h);
         float *q = s.qkv.data(), *k = q + D, *v = k + kvd;

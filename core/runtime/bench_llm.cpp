@@ -188,7 +188,7 @@ LlmBenchResult runLlmBench(const LlmBenchOptions &o, const std::function<void(co
     std::vector<double> bandwidth, efficiency;
     auto measure = [&](int passes) {
         const Spread b = measureReadBandwidth(1ull << 30, passes);
-        for (double v : {b.median, b.min, b.max}) bandwidth.push_back(v);
+        bandwidth.push_back(b.median); // one value per measurement, not its extremes
         return b.median;
     };
     measure(5);
