@@ -321,6 +321,11 @@ RgbImage decodeImageBytes(const uint8_t *data, size_t size, const std::string &l
     if (!format)
         fail(label, "unsupported or unrecognised image format");
     const char *name = formatName(*format);
+    // OpenCV picks its decoder from its own signature checks, and "DICM" at offset 128 sends any
+    // file to GDCM, which aborts the process on malformed data (fuzzing found a WebP that did).
+    // We never accept DICOM: such a file is refused before it reaches OpenCV.
+    if (bytes.startsWith(128, "DICM", 4))
+        fail(label, std::string(name) + " data carries a DICOM signature at byte 128; refused");
 
     const Dims dims = headerDims(*format, bytes, label);
     if (dims.width <= 0 || dims.height <= 0)
