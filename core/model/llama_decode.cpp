@@ -12,6 +12,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/kernels/activation_rows.h"
 #include "core/kernels/gemv.h"
 #include "core/model/decode_attention.h"
 #include "core/model/decode_linear.h"
@@ -130,7 +131,7 @@ at::Tensor Llama::forwardOneToken(const at::Tensor &embeds, KvCache &cache) cons
         if (q8) {
             kernels::quantizeActivationQ8(v, n, s.q8);
         } else if (bf16) {
-            for (int64_t i = 0; i < n; ++i) s.bits[i] = toBf16(v[i]);
+            kernels::toBf16Row(v, n, s.bits.data());
             in = s.bits.data();
         }
         decodeLinearInto({layers.begin(), layers.size()}, in, bf16, q8 ? &s.q8 : nullptr, {}, y);
@@ -144,13 +145,13 @@ at::Tensor Llama::forwardOneToken(const at::Tensor &embeds, KvCache &cache) cons
         rmsNormRow(x, s.norm.data(), D, c_.rmsEps, r, h);
         float *q = s.qkv.data(), *k = q + D, *v = k + kvd;
         matvec({&l.q, &l.k, &l.v}, h, D, q);
-        for (int64_t i = 0; i < D + 2 * kvd; ++i) q[i] = r(q[i]);
+        if (bf16) kernels::roundBf16Row(q, D + 2 * kvd);
         rope(q, H, Dh, s.cos.data(), s.sin.data(), r);
         rope(k, KvH, Dh, s.cos.data(), s.sin.data(), r);
         // The cache takes [kvHeads, Dh] in dtype; int8 caches quantize it through tensors.
         const void *kp = k, *vp = v;
         if (bf16) {
-            for (int64_t i = 0; i < 2 * kvd; ++i) s.kvBits[i] = toBf16(k[i]);
+            kernels::toBf16Row(k, 2 * kvd, s.kvBits.data());
             kp = s.kvBits.data(), vp = s.kvBits.data() + kvd;
         }
         if (cache.element() != KvElement::Int8) {
@@ -161,18 +162,14 @@ at::Tensor Llama::forwardOneToken(const at::Tensor &embeds, KvCache &cache) cons
                         at::from_blob(const_cast<void *>(vp), {KvH, 1, Dh}, opts));
         }
         decodeAttentionInto(q, H, cache, li, total, s.ctx.data());
-        for (int64_t i = 0; i < D; ++i) s.ctx[i] = r(s.ctx[i]);
+        if (bf16) kernels::roundBf16Row(s.ctx.data(), D);
         matvec({&l.o}, s.ctx.data(), D, s.y.data());
         for (int64_t i = 0; i < D; ++i) x[i] = r(x[i] + r(s.y[i]));
 
         readRow(l.postNorm, 0, D, s.norm.data());
         rmsNormRow(x, s.norm.data(), D, c_.rmsEps, r, h);
         matvec({&l.gate, &l.up}, h, D, s.gu.data());
-        const float *g = s.gu.data(), *u = g + I;
-        for (int64_t i = 0; i < I; ++i) { // silu(gate) * up, each op's result in dtype
-            const float gi = r(g[i]);
-            s.act[i] = r(r(gi / (1.0f + std::exp(-gi))) * r(u[i]));
-        }
+        kernels::siluMulRow(s.gu.data(), s.gu.data() + I, I, bf16, s.act.data());
         matvec({&l.down}, s.act.data(), I, s.y.data());
         for (int64_t i = 0; i < D; ++i) x[i] = r(x[i] + r(s.y[i]));
     }
@@ -181,10 +178,8 @@ at::Tensor Llama::forwardOneToken(const at::Tensor &embeds, KvCache &cache) cons
     rmsNormRow(x, s.norm.data(), D, c_.rmsEps, r, h);
     at::Tensor logits = at::empty({1, c_.vocabSize}, at::TensorOptions().dtype(at::kFloat));
     matvec({&lmHead_}, h, D, logits.data_ptr<float>());
-    if (bf16) { // the tensor path's lm_head output is bf16 too
-        float *lp = logits.data_ptr<float>();
-        for (int64_t i = 0; i < c_.vocabSize; ++i) lp[i] = r(lp[i]);
-    }
+    if (bf16)
+        kernels::roundBf16Row(logits.data_ptr<float>(), c_.vocabSize); // as the tensor path's bf16 lm_head
     return logits;
 }
 
