@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -558,14 +559,19 @@ Batch2 makeBatch2(const MiniGptModel &m, const std::vector<int32_t> &sepIds, uin
     return b;
 }
 
-// A step's time, except that a step that took far longer than usual (the process was
-// paused with SIGSTOP by a benchmark, or starved) counts as an average one. "Far longer" is
-// also over 2 s: steps on packed sequences are honestly 5x the average of the short ones
-// before them, and counting them as average stretched stage 2 to 5x its budget.
-double stepSeconds(double dt, const State &st) {
-    if (st.step < 20 || st.seconds <= 0) return dt;
-    const double avg = st.seconds / double(st.step);
-    return dt > std::max(5 * avg, 2.0) ? avg : dt;
+// The process's CPU time (all threads), seconds.
+double cpuSeconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// A step's wall time, unless the process hardly ran during it (paused with SIGSTOP by a
+// benchmark, or starved): then the CPU time it got, spread over the workers. A running step
+// keeps at least one core busy. (Judging by the step's length instead, as before, took honest
+// 2.4 s packed steps for pauses and ran stage 2's clock at a tenth of wall time.)
+double stepSeconds(double wall, double cpu, int workers) {
+    return cpu < 0.25 * wall ? cpu / double(std::max(1, workers)) : wall;
 }
 
 // Runs shard(i) for i in [0, workers) on as many threads (the caller runs shard 0) and returns
@@ -1021,6 +1027,7 @@ void trainVision(TrainRun &run) {
     std::printf("[stage 1] vision + Q-Former with auxiliary per-cell heads, %.1f min budget\n", b1 / 60);
     while (st.seconds < b1) {
         const auto t0 = Clock::now();
+        const double c0 = cpuSeconds();
         const double lr = cosineLr(o.lr1, st.seconds / b1, 0.05);
         static double waitSeconds = 0;
         if (!next.valid())
@@ -1049,7 +1056,7 @@ void trainVision(TrainRun &run) {
         opt.step(lr);
         ema = ema < 0 ? l : 0.95 * ema + 0.05 * l;
         st.step++;
-        st.seconds += stepSeconds(secondsSince(t0), st);
+        st.seconds += stepSeconds(secondsSince(t0), cpuSeconds() - c0, o.workers);
         if (st.seconds - lastLog >= 20 || st.seconds >= b1) {
             lastLog = st.seconds;
             std::printf(
@@ -1111,6 +1118,7 @@ void trainLanguage(TrainRun &run) {
     const int64_t step0 = st.step;
     while (st.seconds < b2) {
         const auto t0 = Clock::now();
+        const double c0 = cpuSeconds();
         const double lr = cosineLr(o.lr2, st.seconds / b2, 0.03);
         if (!next.valid())
             next = std::async(std::launch::async, makeBatch2, std::cref(m), std::cref(sepIds), o.seed,
@@ -1143,7 +1151,7 @@ void trainLanguage(TrainRun &run) {
         opt.step(lr);
         ema = ema < 0 ? l : 0.98 * ema + 0.02 * l;
         st.step++;
-        st.seconds += stepSeconds(secondsSince(t0), st);
+        st.seconds += stepSeconds(secondsSince(t0), cpuSeconds() - c0, o.workers);
         if (st.seconds - lastLog >= 20 || st.seconds >= b2) {
             lastLog = st.seconds;
             std::printf("[stage 2] %s %3.0f%% step %lld loss %.4f lr %.2e %.2f it/s (data %.0f ms/batch, "
