@@ -59,8 +59,6 @@ int cmdTrainDemo(int argc, char **argv) {
             o.curriculum = std::max(0.0, c.number());
         else if (c.is("--patch"))
             o.patchSize = c.integer();
-        else if (c.is("--image-size"))
-            o.imageSize = c.integer();
         else if (c.is("--llm-layers"))
             o.llmLayers = std::clamp(c.integer(), 1, 32);
         else if (c.is("--loss"))

@@ -78,7 +78,9 @@ std::string whereAnswer(const SceneObject &o) {
 }
 
 std::string countAnswer(int k, int shape) { // shape -1: all shapes
-    return (k == 1 ? "There is " : "There are ") + countPhrase(k, shape) + ".";
+    const std::string one = shapeName(shape), many = shapePlural(shape);
+    if (k == 1) return "There is one " + one + ".";
+    return std::string("There are ") + kNumbers[k] + " " + many + ".";
 }
 
 } // namespace
@@ -101,9 +103,6 @@ const char *sizeName(int s) {
 }
 const char *cellPhrase(int c) {
     return kCellPhrases[c];
-}
-std::string countPhrase(int k, int shape) {
-    return std::string(kNumbers[k]) + " " + (k == 1 ? shapeName(shape) : shapePlural(shape));
 }
 
 bool isShadeOf(int color, const uint8_t *rgb, double tolerance) {
@@ -467,9 +466,7 @@ bool DemoGenerator::ask(const Scene &scene, QType type, std::vector<QaTurn> &tur
                                       "Count the shapes."};
             ask(pick(r, q), countAnswer(int(objs.size()), -1));
         } else {
-            // Half about a shape the picture has: drawn uniformly, half the answers were "no ..."
-            // and the model answered "There are no stars." for one star (drawings: 30 of 31).
-            const int sh = r.below(2) ? any.shape : r.below(kShapes);
+            const int sh = r.below(kShapes);
             const int k =
                 int(std::count_if(objs.begin(), objs.end(), [&](auto &o) { return o.shape == sh; }));
             const std::string q = r.below(2) ? std::string("How many ") + kShapePlural[sh] + " are there?"

@@ -13,9 +13,6 @@
 namespace mgd::demo {
 
 constexpr int kShapes = 4, kColors = 8, kSizes = 2, kCells = 9, kTypes = 7;
-// The Q-Former's queries: one per cell of the 3x3 grid, then one per shape that holds how many
-// of that shape the picture has (a single token to read for "How many stars are there?").
-constexpr int kQueries = kCells + kShapes;
 enum class QType { Shape, Color, Count, Position, Exist, Describe, FollowUp };
 const char *typeName(QType t);
 
@@ -23,8 +20,7 @@ const char *shapeName(int s);   // "circle", ...; -1: "shape"
 const char *shapePlural(int s); // "circles", ...; -1: "shapes"
 const char *colorName(int c);
 const char *sizeName(int s);
-const char *cellPhrase(int cell);          // "at the top left", "in the center", ...
-std::string countPhrase(int k, int shape); // "no stars", "one star", "two stars"; shape -1: "shapes"
+const char *cellPhrase(int cell); // "at the top left", "in the center", ...
 // Whether a pixel is within `tolerance` (RGB distance) of one of the shades drawn for `color`.
 bool isShadeOf(int color, const uint8_t *rgb, double tolerance);
 

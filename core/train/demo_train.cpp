@@ -314,7 +314,6 @@ void initVision(const MiniGptModel &m, uint64_t seed) {
         qt[0][j].mul_(0.1);
         qt[0][j][j].add_(1.0);
     }
-    for (int j = cells; j < qt.size(1); ++j) qt[0][j][j].add_(1.0); // the count queries: their own direction
     const ModelConfig &c = m.config();
     for (int l = 0; l < c.qformer->layers; ++l) {
         const std::string pre = "Qformer.bert.encoder.layer." + std::to_string(l) + ".crossattention.self.";
@@ -330,10 +329,9 @@ void initVision(const MiniGptModel &m, uint64_t seed) {
 // Stage-1 auxiliary heads on the Q-Former outputs (trainer-only, dropped after stage 1):
 // query i < 9 -> cell i: present(2) / shape(4) / colour(8) / size(2); count(5) from the mean;
 // and which cell a query is (9), so that the LLaMA can read an image token's place from the
-// token itself rather than only from its distance to the <Img> tag; query 9 + s -> how many
-// shapes of kind s (5, one head shared by the four).
+// token itself rather than only from its distance to the <Img> tag.
 struct AuxHeads {
-    at::Tensor cellW, cellB, countW, countB, idW, idB, kindW, kindB;
+    at::Tensor cellW, cellB, countW, countB, idW, idB;
     explicit AuxHeads(int64_t d) {
         const double a = 1.0 / std::sqrt(double(d));
         cellW = at::empty({2 + kShapes + kColors + kSizes, d}).uniform_(-a, a);
@@ -342,19 +340,15 @@ struct AuxHeads {
         countB = at::zeros({5});
         idW = at::empty({kCells, d}).uniform_(-a, a);
         idB = at::zeros({kCells});
-        kindW = at::empty({5, d}).uniform_(-a, a);
-        kindB = at::zeros({5});
     }
     Named named() const {
         return {{"aux.cell.weight", cellW}, {"aux.cell.bias", cellB}, {"aux.count.weight", countW},
-                {"aux.count.bias", countB}, {"aux.id.weight", idW},   {"aux.id.bias", idB},
-                {"aux.kind.weight", kindW}, {"aux.kind.bias", kindB}};
+                {"aux.count.bias", countB}, {"aux.id.weight", idW},   {"aux.id.bias", idB}};
     }
 };
 
 struct SceneTargets {
     at::Tensor present, shape, color, size, count; // [B, 9] x4 (-100 where empty), [B]
-    at::Tensor perShape;                           // [B, 4]: how many of each shape
 };
 
 SceneTargets targetsOf(const std::vector<Scene> &scenes) {
@@ -365,8 +359,6 @@ SceneTargets targetsOf(const std::vector<Scene> &scenes) {
     t.color = at::full({B, kCells}, -100, at::kLong);
     t.size = at::full({B, kCells}, -100, at::kLong);
     t.count = at::zeros({B}, at::kLong);
-    t.perShape = at::zeros({B, kShapes}, at::kLong);
-    auto K = t.perShape.accessor<int64_t, 2>();
     auto P = t.present.accessor<int64_t, 2>(), S = t.shape.accessor<int64_t, 2>(),
          C = t.color.accessor<int64_t, 2>(), Z = t.size.accessor<int64_t, 2>();
     auto N = t.count.accessor<int64_t, 1>();
@@ -377,14 +369,13 @@ SceneTargets targetsOf(const std::vector<Scene> &scenes) {
             S[b][o.cell] = o.shape;
             C[b][o.cell] = o.color;
             Z[b][o.cell] = o.size;
-            K[b][o.shape] += 1;
         }
     }
     return t;
 }
 
 struct AuxOut {
-    at::Tensor present, shape, color, size, count, id, perShape;
+    at::Tensor present, shape, color, size, count, id;
 };
 
 AuxOut auxForward(const AuxHeads &h, const at::Tensor &q) {
@@ -394,9 +385,8 @@ AuxOut auxForward(const AuxHeads &h, const at::Tensor &q) {
     o.shape = cell.narrow(-1, 2, kShapes);
     o.color = cell.narrow(-1, 2 + kShapes, kColors);
     o.size = cell.narrow(-1, 2 + kShapes + kColors, kSizes);
-    o.count = at::linear(q.narrow(1, 0, kCells).mean(1), h.countW, h.countB);
-    o.id = at::linear(q.narrow(1, 0, kCells), h.idW, h.idB);                 // [B, 9, 9]
-    o.perShape = at::linear(q.narrow(1, kCells, kShapes), h.kindW, h.kindB); // [B, 4, 5]
+    o.count = at::linear(q.mean(1), h.countW, h.countB);
+    o.id = at::linear(q.narrow(1, 0, kCells), h.idW, h.idB); // [B, 9, 9]
     return o;
 }
 
@@ -408,7 +398,7 @@ at::Tensor ce(const at::Tensor &logits, const at::Tensor &target) {
 at::Tensor auxLoss(const AuxOut &o, const SceneTargets &t) {
     const at::Tensor cells = at::arange(kCells, at::kLong).expand({o.id.size(0), kCells});
     return ce(o.present, t.present) + ce(o.shape, t.shape) + ce(o.color, t.color) + ce(o.size, t.size) +
-           ce(o.count, t.count) + ce(o.id, cells) + ce(o.perShape, t.perShape);
+           ce(o.count, t.count) + ce(o.id, cells);
 }
 
 // ---------------------------------------------------------------- checkpoints
@@ -633,12 +623,11 @@ std::string probe(const MiniGptModel &m, const AuxHeads &aux, uint64_t seed, int
     };
     char buf[320];
     std::snprintf(buf, sizeof buf,
-                  "present %.3f shape %.3f (small %.3f large %.3f) color %.3f size %.3f count %.3f "
-                  "per-shape count %.3f id %.3f scene_all %.3f",
+                  "present %.3f shape %.3f (small %.3f large %.3f) color %.3f size %.3f count %.3f id %.3f "
+                  "scene_all %.3f",
                   pOk.to(at::kFloat).mean().item<double>(), acc(o.shape, t.shape), shapeOf(0), shapeOf(1),
                   acc(o.color, t.color), acc(o.size, t.size),
-                  (o.count.argmax(-1) == t.count).to(at::kFloat).mean().item<double>(),
-                  (o.perShape.argmax(-1) == t.perShape).to(at::kFloat).mean().item<double>(), idAcc,
+                  (o.count.argmax(-1) == t.count).to(at::kFloat).mean().item<double>(), idAcc,
                   cellOk.all(1).to(at::kFloat).mean().item<double>());
     return buf;
 }
@@ -700,15 +689,11 @@ std::string alignLanguageStart(const MiniGptModel &m, uint64_t seed, int scenes)
                                    shapeName(o->shape) + " " + cellPhrase(c))
                            : words(std::string("nothing ") + cellPhrase(c)));
         }
-        for (int s = 0; s < kShapes; ++s) // "two stars", "one star", "no stars"
-            tg.push_back(words(countPhrase(int(std::count_if(sc.objects.begin(), sc.objects.end(),
-                                                             [&](auto &o) { return o.shape == s; })),
-                                           s)));
     }
     VisionTrace tr;
     m.encodeImage(at::cat(px), &tr);
     const at::Tensor q =
-        tr.qformerOut.narrow(1, 0, kQueries).reshape({-1, tr.qformerOut.size(-1)}).to(at::kDouble);
+        tr.qformerOut.narrow(1, 0, kCells).reshape({-1, tr.qformerOut.size(-1)}).to(at::kDouble);
     const at::Tensor X = at::cat({q, at::ones({q.size(0), 1}, q.options())}, 1);
     const at::Tensor Y = at::stack(tg).to(at::kDouble);
     const at::Tensor xtx = X.t().mm(X);
@@ -772,12 +757,12 @@ void writeExamples(const std::string &dir, uint64_t seed) {
 } // namespace
 
 // ---------------------------------------------------------------- public
-ModelConfig demoModelConfig(int vocabSize, int llmLayers, int patchSize, int imageSize) {
+ModelConfig demoModelConfig(int vocabSize, int llmLayers, int patchSize) {
     ModelConfig c;
     c.name = "minigpt-desk-demo";
     c.arch = Architecture::MiniGPT4;
-    c.vision = VisionConfig{imageSize, patchSize, 128, 4, 4, 512, 1e-6, 1e-5};
-    c.qformer = QFormerConfig{128, 2, 4, 512, 1e-12, 1, kQueries};
+    c.vision = VisionConfig{96, patchSize, 128, 4, 4, 512, 1e-6, 1e-5};
+    c.qformer = QFormerConfig{128, 2, 4, 512, 1e-12, 1, kCells};
     c.projIn = 128;
     c.llm.vocabSize = vocabSize;
     c.llm.hidden = 128;
@@ -916,8 +901,8 @@ void prepareModel(TrainRun &run) {
         std::printf("[resume] stage %d, step %lld, %.0f s into the stage\n", st.stage, (long long)st.step,
                     st.seconds);
     } else {
-        writeRandomModel(ck + "/model", demoModelConfig(vocab, o.llmLayers, o.patchSize, o.imageSize),
-                         tokenizer, o.seed, 0.02);
+        writeRandomModel(ck + "/model", demoModelConfig(vocab, o.llmLayers, o.patchSize), tokenizer, o.seed,
+                         0.02);
         model = MiniGptModel::load(ck + "/model");
         initVision(*model, o.seed);
     }
@@ -1044,8 +1029,8 @@ void trainVision(TrainRun &run) {
             const auto rows = [&](const at::Tensor &t) { return t.narrow(0, lo, hi - lo); };
             VisionTrace tr;
             m.encodeImage(rows(batch.pixels), &tr);
-            const SceneTargets t{rows(all.present), rows(all.shape), rows(all.color),
-                                 rows(all.size),    rows(all.count), rows(all.perShape)};
+            const SceneTargets t{rows(all.present), rows(all.shape), rows(all.color), rows(all.size),
+                                 rows(all.count)};
             at::Tensor loss = auxLoss(auxForward(aux, tr.qformerOut), t) * (double(hi - lo) / double(B));
             loss.backward();
             return loss.item<double>();

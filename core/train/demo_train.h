@@ -13,7 +13,7 @@
 namespace mgd::demo {
 
 // The demo architecture: 96 px images, 16 px patches (2x2 per grid cell), 9 queries.
-ModelConfig demoModelConfig(int vocabSize, int llmLayers = 4, int patchSize = 16, int imageSize = 96);
+ModelConfig demoModelConfig(int vocabSize, int llmLayers = 4, int patchSize = 16);
 
 struct TrainOptions {
     std::string out; // final model folder; checkpoints in out/ckpt
@@ -47,7 +47,6 @@ struct TrainOptions {
     // cell), per second about as fast (10-min stage-1 runs with the curriculum, probe at 300 s:
     // 0.44 both), and they leave the ViT parts (edges, corners) to compose.
     int patchSize = 16;
-    int imageSize = 96; // the square input every picture is squashed to
     // Stage 1 raises the generator's difficulty from 0 to 1 over this fraction of its budget:
     // met all at once, the hard cases keep shape near chance (0.31 at 400 s); at difficulty 0
     // shape is 0.91 after 100 s.
