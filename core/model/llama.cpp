@@ -7,7 +7,6 @@
 #include "core/model/decode_attention.h"
 #include "core/model/decode_linear.h"
 #include "core/kernels/gemv.h"
-#include "core/memory/heap_trim.h"
 #include "core/memory/weight_arena.h"
 #include "core/model/weights.h"
 #include "core/util/error.h"
@@ -195,10 +194,7 @@ at::Tensor Llama::forward(const at::Tensor &embeds, KvCache &cache, bool allLogi
     at::Tensor out = allLogits ? x : x.narrow(0, n - 1, 1);
     out = rmsNorm(out, finalNorm_);
     if (hidden) hidden->push_back((allLogits ? out : rmsNorm(x, finalNorm_)).unsqueeze(0));
-    at::Tensor logits = lmHead_(out).to(at::kFloat);
-    // The layers' activations are freed now; without this they stay in RSS while the answer decodes.
-    if (n >= kTrimAfterTokens) returnFreedHeap();
-    return logits;
+    return lmHead_(out).to(at::kFloat);
 }
 
 at::Tensor Llama::forwardTrain(const at::Tensor &embeds, int64_t shared) const {
