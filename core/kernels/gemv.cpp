@@ -46,11 +46,12 @@ float toFloat(uint16_t v) {
 }
 
 // Rows [4 * b0, 4 * b1) (whole blocks, zero rows past the end).
-template <class T> void quantizeBlocks(const T *src, int64_t stride, PackedQ8 &p, int64_t b0, int64_t b1) {
-    std::memset(p.data.data() + b0 * p.blockBytes, 0, static_cast<size_t>((b1 - b0) * p.blockBytes));
+template <class T>
+void quantizeBlocks(const T *src, int64_t stride, const PackedQ8 &p, int8_t *base, int64_t b0, int64_t b1) {
+    std::memset(base + b0 * p.blockBytes, 0, static_cast<size_t>((b1 - b0) * p.blockBytes));
     for (int64_t r = b0 * PackedQ8::kBlockRows; r < std::min(p.rows, b1 * PackedQ8::kBlockRows); ++r) {
         const T *in = src + r * stride;
-        int8_t *blk = p.data.data() + r / PackedQ8::kBlockRows * p.blockBytes;
+        int8_t *blk = base + r / PackedQ8::kBlockRows * p.blockBytes;
         const int64_t i = r % PackedQ8::kBlockRows;
         for (int64_t g = 0; g < p.groups; ++g) {
             const int64_t c0 = g * 32, n = std::min<int64_t>(32, p.cols - c0);
@@ -79,9 +80,14 @@ template <class T> void quantizeBlocks(const T *src, int64_t stride, PackedQ8 &p
     }
 }
 
-template <class T> PackedQ8 quantize(const T *src, int64_t rows, int64_t cols, int64_t stride) {
-    if (stride < 0) stride = cols;
-    checkShape("quantizeQ8", src, rows, cols, stride);
+// The kernels read blocks with aligned 64-byte loads.
+void checkDestination(const int8_t *dst) {
+    if (!dst || reinterpret_cast<uintptr_t>(dst) % 64)
+        throw Error("quantizeQ8Into: the destination must be 64-byte aligned memory");
+}
+
+// The layout's sizes for rows x cols (no storage).
+PackedQ8 layoutQ8(int64_t rows, int64_t cols) {
     PackedQ8 p;
     p.rows = rows;
     p.cols = cols;
@@ -90,14 +96,30 @@ template <class T> PackedQ8 quantize(const T *src, int64_t rows, int64_t cols, i
     const int64_t fullSupers = p.pairs / 8, tailPairs = p.pairs % 8;
     p.blockBytes =
         fullSupers * PackedQ8::kSuperBytes + (tailPairs ? PackedQ8::kScaleBytes + tailPairs * 256 : 0);
+    return p;
+}
+
+// Into dst when given (kept alive by owner), else into the result's own buffer.
+template <class T>
+PackedQ8 quantize(const T *src, int64_t rows, int64_t cols, int64_t stride, int8_t *dst = nullptr,
+                  std::shared_ptr<const void> owner = {}) {
+    if (stride < 0) stride = cols;
+    checkShape("quantizeQ8", src, rows, cols, stride);
+    PackedQ8 p = layoutQ8(rows, cols);
     const int64_t blocks = (rows + PackedQ8::kBlockRows - 1) / PackedQ8::kBlockRows;
-    p.data.resize(static_cast<size_t>(blocks * p.blockBytes));
+    if (dst) {
+        p.external = dst;
+        p.owner = std::move(owner);
+    } else {
+        p.data.resize(static_cast<size_t>(blocks * p.blockBytes));
+    }
+    int8_t *base = dst ? dst : p.data.data();
     // Load time for a 7B model is dominated by this: spread the blocks over the cores.
     const int64_t threads = std::clamp<int64_t>(
         std::min<int64_t>({int64_t(std::thread::hardware_concurrency()), (rows * cols) >> 20, blocks}), 1,
         16);
     if (threads == 1) {
-        quantizeBlocks(src, stride, p, 0, blocks);
+        quantizeBlocks(src, stride, p, base, 0, blocks);
         return p;
     }
     std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
@@ -105,7 +127,7 @@ template <class T> PackedQ8 quantize(const T *src, int64_t rows, int64_t cols, i
     for (int64_t t = 0; t < threads; ++t)
         pool.emplace_back([&, t] {
             try {
-                quantizeBlocks(src, stride, p, blocks * t / threads, blocks * (t + 1) / threads);
+                quantizeBlocks(src, stride, p, base, blocks * t / threads, blocks * (t + 1) / threads);
             } catch (...) {
                 errors[static_cast<size_t>(t)] = std::current_exception();
             }
@@ -191,14 +213,21 @@ PackedQ8 quantizeQ8(const uint16_t *bf16Src, int64_t rows, int64_t cols, int64_t
     return quantize(bf16Src, rows, cols, stride);
 }
 
-PackedQ8 relocateQ8(const PackedQ8 &q, int8_t *dst, std::shared_ptr<const void> owner) {
-    PackedQ8 out;
-    out.rows = q.rows, out.cols = q.cols, out.groups = q.groups, out.pairs = q.pairs;
-    out.blockBytes = q.blockBytes;
-    std::memcpy(dst, q.base(), q.bytes());
-    out.external = dst;
-    out.owner = std::move(owner);
-    return out;
+PackedQ8 quantizeQ8Into(const float *src, int64_t rows, int64_t cols, int64_t stride, int8_t *dst,
+                        std::shared_ptr<const void> owner) {
+    checkDestination(dst);
+    return quantize(src, rows, cols, stride, dst, std::move(owner));
+}
+
+PackedQ8 quantizeQ8Into(const uint16_t *bf16Src, int64_t rows, int64_t cols, int64_t stride, int8_t *dst,
+                        std::shared_ptr<const void> owner) {
+    checkDestination(dst);
+    return quantize(bf16Src, rows, cols, stride, dst, std::move(owner));
+}
+
+size_t PackedQ8::bytesFor(int64_t rows, int64_t cols) {
+    if (rows < 0 || cols < 0) throw Error("PackedQ8::bytesFor: negative shape");
+    return layoutQ8(rows, cols).bytes();
 }
 
 void dequantizeQ8Rows(const PackedQ8 &w, int64_t r0, int64_t r1, float *dst, int64_t dstStride) {

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <dlfcn.h>
+#include <malloc.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -362,6 +363,23 @@ uint64_t currentRssBytes() {
     uint64_t rss = 0;
     readProcStatus(&rss, nullptr);
     return rss;
+}
+
+RssParts currentRssParts() {
+    RssParts parts;
+    if (FILE *f = std::fopen("/proc/self/status", "re")) {
+        char line[256];
+        unsigned long long kb = 0;
+        while (std::fgets(line, sizeof line, f)) {
+            if (std::sscanf(line, "RssAnon: %llu kB", &kb) == 1) parts.anonBytes = kb * 1024;
+            if (std::sscanf(line, "RssFile: %llu kB", &kb) == 1) parts.fileBytes = kb * 1024;
+        }
+        std::fclose(f);
+    }
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    parts.mallocFreeHeldBytes = mallinfo2().fordblks; // free chunks in every arena
+#endif
+    return parts;
 }
 
 uint64_t peakRssBytes() {

@@ -85,6 +85,13 @@ private:
 // Current and peak resident set size of this process (from /proc/self/status).
 uint64_t currentRssBytes();
 uint64_t peakRssBytes();
+// What the resident set is made of: anonymous memory (heap, arenas, the KV pool) and pages of
+// mapped files (memory-mapped weights), and of the heap what malloc holds free but has not
+// handed back to the OS (glibc; 0 elsewhere). For benchmarks that explain an RSS figure.
+struct RssParts {
+    uint64_t anonBytes = 0, fileBytes = 0, mallocFreeHeldBytes = 0;
+};
+RssParts currentRssParts();
 // MemAvailable from /proc/meminfo (0 when unreadable).
 uint64_t availableHostBytes();
 // Free and total memory of the current CUDA device via cudaMemGetInfo, found at run time in

@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 
 #include "core/kernels/gemv.h"
+#include "core/memory/weight_arena.h"
 
 #include "core/model/decode_linear.h"
 #include "core/model/weights.h"
@@ -11,12 +12,12 @@
 namespace mgd {
 
 Linear Linear::load(const Weights &w, const std::string &prefix, int64_t in, int64_t out, bool hasBias,
-                    at::ScalarType dtype, bool int8) {
+                    at::ScalarType dtype, bool int8, WeightArena *arena) {
     Linear l;
     l.weight = w.take(prefix + ".weight", {out, in}, dtype);
     if (hasBias) l.bias = w.take(prefix + ".bias", {out}, dtype);
     if (int8) {
-        l.quantizeInt8();
+        l.quantizeInt8(arena);
         w.release(prefix + ".weight");
     }
     return l;
@@ -34,15 +35,19 @@ size_t Linear::weightBytes() const {
     return q8 ? q8->bytes() : weight.nbytes();
 }
 
-void Linear::quantizeInt8() {
+void Linear::quantizeInt8(WeightArena *arena) {
     if (q8 || !weight.defined()) return;
     at::Tensor w = weight.contiguous();
-    if (w.scalar_type() == at::kBFloat16)
-        q8 = std::make_shared<kernels::PackedQ8>(
-            kernels::quantizeQ8(static_cast<const uint16_t *>(w.data_ptr()), w.size(0), w.size(1)));
-    else
-        q8 = std::make_shared<kernels::PackedQ8>(
-            kernels::quantizeQ8(w.to(at::kFloat).contiguous().data_ptr<float>(), w.size(0), w.size(1)));
+    const int64_t rows = w.size(0), cols = w.size(1);
+    auto *dst = static_cast<int8_t *>(arena ? arena->take(kernels::PackedQ8::bytesFor(rows, cols)) : nullptr);
+    if (w.scalar_type() != at::kBFloat16) w = w.to(at::kFloat).contiguous();
+    auto quantize = [&](const auto *src) {
+        return dst ? kernels::quantizeQ8Into(src, rows, cols, cols, dst, arena->owner())
+                   : kernels::quantizeQ8(src, rows, cols);
+    };
+    q8 = std::make_shared<kernels::PackedQ8>(w.scalar_type() == at::kBFloat16
+                                                 ? quantize(static_cast<const uint16_t *>(w.data_ptr()))
+                                                 : quantize(w.data_ptr<float>()));
     weight = at::Tensor();
 }
 

@@ -19,11 +19,13 @@ Llama::Llama(const Weights &w, const LlamaConfig &c, at::ScalarType dtype, bool 
     embedTokens_ = w.take(p + "embed_tokens.weight", {c.vocabSize, d}, dtype);
     finalNorm_ = w.take(p + "norm.weight", {d}, dtype);
     // Decode's matrices on huge pages, one copy: sizes first, then each moves in as it loads
-    // (int8 matrices already live in their own packed buffers).
+    // (int8 ones are quantized straight into their slot).
     size_t arenaBytes = 0;
-    if (!int8) {
+    {
         const size_t e = at::elementSize(dtype);
-        auto add = [&](int64_t rows, int64_t cols) { arenaBytes += WeightArena::slot(rows * cols * e); };
+        auto add = [&](int64_t rows, int64_t cols) {
+            arenaBytes += WeightArena::slot(int8 ? kernels::PackedQ8::bytesFor(rows, cols) : rows * cols * e);
+        };
         add(c.vocabSize, d);
         for (int i = 0; i < c.layers; ++i) {
             add(d, d), add(kvd, d), add(kvd, d), add(d, d);
@@ -32,7 +34,7 @@ Llama::Llama(const Weights &w, const LlamaConfig &c, at::ScalarType dtype, bool 
     }
     WeightArena arena(arenaBytes);
     auto load = [&](const std::string &prefix, int64_t in, int64_t out) {
-        Linear l = Linear::load(w, prefix, in, out, false, dtype, int8);
+        Linear l = Linear::load(w, prefix, in, out, false, dtype, int8, &arena);
         if (!int8) {
             l.weight = arena.adopt(l.weight);
             w.release(prefix + ".weight");
@@ -56,18 +58,6 @@ Llama::Llama(const Weights &w, const LlamaConfig &c, at::ScalarType dtype, bool 
         if (!invFreq.defined())
             invFreq = w.takeOptional(l + "self_attn.rotary_emb.inv_freq", {dh / 2}, at::kFloat);
         layers_.push_back(std::move(layer));
-    }
-    if (int8) { // the quantized matrices too, once their sizes are known
-        std::vector<Linear *> all{&lmHead_};
-        for (Layer &l : layers_)
-            for (Linear *x : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) all.push_back(x);
-        size_t bytes = 0;
-        for (const Linear *x : all) bytes += WeightArena::slot(x->q8->bytes());
-        WeightArena q8Arena(bytes);
-        for (Linear *x : all) // one at a time: each own buffer is freed as its copy lands
-            if (void *dst = q8Arena.take(x->q8->bytes()))
-                x->q8 = std::make_shared<kernels::PackedQ8>(
-                    kernels::relocateQ8(*x->q8, static_cast<int8_t *>(dst), q8Arena.owner()));
     }
     // HF: inv_freq = 1 / base^(arange(0, dim, 2) / dim); cos/sin of cat(t x inv_freq, same).
     if (!invFreq.defined())

@@ -244,6 +244,7 @@ LlmBenchResult runLlmBench(const LlmBenchOptions &o, const std::function<void(co
     r.bandwidthGbs = spreadOf(bandwidth);
     r.decodeEfficiency = spreadOf(efficiency).median;
     r.rssBytes = currentRssBytes();
+    r.rssParts = currentRssParts();
     return r;
 }
 
@@ -265,6 +266,9 @@ std::string LlmBenchResult::toJson() const {
                         {"decode_efficiency", decodeEfficiency},
                         {"weight_bytes", weightBytes},
                         {"rss_bytes", rssBytes},
+                        {"rss_anon_bytes", rssParts.anonBytes},
+                        {"rss_file_bytes", rssParts.fileBytes},
+                        {"malloc_free_held_bytes", rssParts.mallocFreeHeldBytes},
                         {"spread",
                          {{"prefill_tokens_per_second", sp(prefillTokensPerSecond)},
                           {"decode_tokens_per_second", sp(decodeTokensPerSecond)},
@@ -286,13 +290,15 @@ std::string LlmBenchResult::table() const {
         "decode           %7.2f tok/s (min %.2f, max %.2f)\n"
         "bytes per token  %7.1f MB (weights %.1f MB + KV %.1f MB);  efficiency %.2f (bytes x tok/s / "
         "the bandwidth right before, median of the runs)\n"
-        "weights          %7.1f MB;  RSS after %.1f MB (RSS - weights %.1f MB)\n",
+        "weights          %7.1f MB;  RSS after %.1f MB (RSS - weights %.1f MB; anonymous %.1f MB, "
+        "file-backed %.1f MB; malloc holds %.1f MB free)\n",
         shape.c_str(), dtype.c_str(), threads, cpu.c_str(), kernels.c_str(), bandwidthGbs.median,
         bandwidthGbs.min, bandwidthGbs.max, prefillTokensPerSecond.median, prefillTokensPerSecond.min,
         prefillTokensPerSecond.max, decodeTokensPerSecond.median, decodeTokensPerSecond.min,
         decodeTokensPerSecond.max, decodeBytesPerToken / 1e6, decodeWeightBytesPerToken / 1e6,
         decodeKvBytesPerToken / 1e6, decodeEfficiency, weightBytes / 1e6, rssBytes / 1e6,
-        (static_cast<double>(rssBytes) - static_cast<double>(weightBytes)) / 1e6);
+        (static_cast<double>(rssBytes) - static_cast<double>(weightBytes)) / 1e6, rssParts.anonBytes / 1e6,
+        rssParts.fileBytes / 1e6, rssParts.mallocFreeHeldBytes / 1e6);
     std::string out = buf;
     if (!shortPrefills.empty())
         out += "short prefill after 100 tokens (ms: few-row kernels / libtorch GEMM):";

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "core/metrics/metrics.h"
+
 namespace mgd {
 
 struct LlmBenchOptions {
@@ -38,6 +40,7 @@ struct LlmBenchResult {
     // every earlier position (averaged over the decode run); the sum is decodeBytesPerToken.
     uint64_t decodeWeightBytesPerToken = 0, decodeKvBytesPerToken = 0, decodeBytesPerToken = 0;
     uint64_t weightBytes = 0, rssBytes = 0;
+    RssParts rssParts; // of rssBytes: anonymous / file-backed, and malloc's free bytes held
     // Median over the repetitions of decode tok/s x bytes per token / the bandwidth measured right
     // before that repetition.
     double decodeEfficiency = 0;

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -323,6 +324,43 @@ private slots:
                     for (int64_t c = cols; c < q.pairs * 64; ++c) QCOMPARE(q.qAt(r, c), int8_t(0));
                 }
             }
+        }
+        // Quantized in place (into a model's weight arena): the same bytes as a buffer of its own,
+        // bytesFor() is what that takes, and the kernel reads it the same.
+        for (int64_t rows : {1, 5, 9})
+            for (int64_t cols : kCols) {
+                const std::vector<float> w = randomMatrix(rows, cols, seed++);
+                std::vector<uint16_t> wb(w.size());
+                for (size_t i = 0; i < w.size(); ++i) wb[i] = toBf16(w[i]);
+                for (int src = 0; src < 2; ++src) {
+                    const PackedQ8 own =
+                        src == 0 ? quantizeQ8(w.data(), rows, cols) : quantizeQ8(wb.data(), rows, cols);
+                    const size_t n = PackedQ8::bytesFor(rows, cols);
+                    QCOMPARE(n, own.bytes());
+                    auto room = std::make_shared<AlignedBuffer<int8_t>>(n + 1); // the kernels load aligned
+                    std::memset(room->data(), 0x5a, n + 1);
+                    const PackedQ8 in = src == 0
+                                            ? quantizeQ8Into(w.data(), rows, cols, cols, room->data(), room)
+                                            : quantizeQ8Into(wb.data(), rows, cols, cols, room->data(), room);
+                    QCOMPARE(static_cast<const void *>(in.base()), static_cast<const void *>(room->data()));
+                    QCOMPARE(in.data.size(), size_t(0));
+                    QVERIFY(std::memcmp(in.base(), own.base(), n) == 0);
+                    QCOMPARE(room->data()[n], int8_t(0x5a)); // nothing written past bytesFor()
+                    Q8Activation a;
+                    const std::vector<float> x = randomMatrix(1, cols, seed++);
+                    quantizeActivationQ8(x.data(), cols, a);
+                    std::vector<float> y1(static_cast<size_t>(rows)), y2(y1.size());
+                    gemvQ8(own, a, y1.data(), nullptr, 0, rows);
+                    gemvQ8(in, a, y2.data(), nullptr, 0, rows);
+                    QCOMPARE(y1, y2);
+                }
+            }
+        {
+            const std::vector<float> w = randomMatrix(4, 64, seed++);
+            AlignedBuffer<int8_t> room(PackedQ8::bytesFor(4, 64) + 1);
+            QVERIFY_THROWS_EXCEPTION(mgd::Error, quantizeQ8Into(w.data(), 4, 64, 64, nullptr, nullptr));
+            QVERIFY_THROWS_EXCEPTION(mgd::Error,
+                                     quantizeQ8Into(w.data(), 4, 64, 64, room.data() + 1, nullptr));
         }
         // Bulk dequantization matches the per-value accessor, for any row range and a wider stride.
         {
