@@ -87,6 +87,20 @@ void EngineWorker::loadModel(const QString &dir, const mgd::EngineSettings &sett
     } catch (const std::exception &e) {
         emit modelFailed(QString::fromUtf8(e.what()));
     }
+    scheduleIdleRelease(); // loading leaves its conversions' buffers freed on the heap
+}
+
+void EngineWorker::scheduleIdleRelease() {
+    if (!idleTimer_) {
+        // Created here, on the worker thread, so it fires there, between jobs.
+        idleTimer_ = new QTimer(this);
+        idleTimer_->setSingleShot(true);
+        idleTimer_->setInterval(kIdleReleaseMs);
+        connect(idleTimer_, &QTimer::timeout, this, [this] {
+            if (engine_) emit idleMemoryReleased(engine_->releaseIdleMemory());
+        });
+    }
+    idleTimer_->start();
 }
 
 void EngineWorker::applySettings(const mgd::EngineSettings &settings) {
@@ -120,6 +134,7 @@ int EngineWorker::engineConversation(const TurnJob &job) {
 }
 
 void EngineWorker::runTurn(const TurnJob &job) {
+    if (idleTimer_) idleTimer_->stop();
     runningJob_.store(job.id);
     emit turnStarted(job.id);
     try {
@@ -149,6 +164,7 @@ void EngineWorker::runTurn(const TurnJob &job) {
         runningJob_.store(0);
         emit turnFailed(job.id, job.conversation, QString::fromUtf8(e.what()));
     }
+    scheduleIdleRelease();
 }
 
 void EngineWorker::forgetConversation(const QString &conversation) {
@@ -161,6 +177,7 @@ void EngineWorker::forgetConversation(const QString &conversation) {
 }
 
 void EngineWorker::shutdown() {
+    if (idleTimer_) idleTimer_->stop();
     std::unique_ptr<mgd::Engine> dying;
     {
         QMutexLocker lock(&engineMutex_);

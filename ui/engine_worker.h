@@ -7,6 +7,7 @@
 #include <QMutex>
 #include <QObject>
 #include <QString>
+#include <QTimer>
 #include <atomic>
 #include <map>
 #include <memory>
@@ -78,9 +79,18 @@ signals:
     void tokenStreamed(quint64 job, const QString &piece);
     void turnFinished(const TurnOutcome &outcome);
     void turnFailed(quint64 job, const QString &conversation, const QString &message);
+    // kIdleReleaseMs after the last turn or load with nothing new queued: the engine handed
+    // back `bytes` of RSS the turn had freed (Engine::releaseIdleMemory).
+    void idleMemoryReleased(quint64 bytes);
+
+public:
+    static constexpr int kIdleReleaseMs = 2000;
 
 private:
     int engineConversation(const TurnJob &job);
+    // (Re)starts the idle countdown; a turn stops it. On the worker thread.
+    void scheduleIdleRelease();
+    QTimer *idleTimer_ = nullptr;
     void ensureEngine(const mgd::EngineSettings &settings);
 
     mutable QMutex engineMutex_; // guards the pointer (not the engine) for other threads

@@ -18,6 +18,7 @@
 #include "core/kernels/gemm.h"
 #include "core/kernels/gemv.h"
 #include "core/kernels/stream_read.h"
+#include "core/memory/heap_trim.h"
 #include "core/metrics/metrics.h"
 #include "core/model/decode_linear.h"
 #include "core/model/kv_cache.h"
@@ -245,6 +246,15 @@ LlmBenchResult runLlmBench(const LlmBenchOptions &o, const std::function<void(co
     r.decodeEfficiency = spreadOf(efficiency).median;
     r.rssBytes = currentRssBytes();
     r.rssParts = currentRssParts();
+    releaseFreeHeapMemory();
+    r.rssAfterIdleReleaseBytes = currentRssBytes();
+    {
+        KvCache cache;
+        at::Tensor embeds = at::normal(0.0, 1.0, {1, o.prefillTokens, c.hidden}, g).to(dt);
+        const auto t0 = Clock::now();
+        llm.forward(embeds, cache, false);
+        r.prefillAfterIdleRelease = o.prefillTokens / seconds(t0, Clock::now());
+    }
     return r;
 }
 
@@ -269,6 +279,8 @@ std::string LlmBenchResult::toJson() const {
                         {"rss_anon_bytes", rssParts.anonBytes},
                         {"rss_file_bytes", rssParts.fileBytes},
                         {"malloc_free_held_bytes", rssParts.mallocFreeHeldBytes},
+                        {"rss_after_idle_release_bytes", rssAfterIdleReleaseBytes},
+                        {"prefill_after_idle_release_tokens_per_second", prefillAfterIdleRelease},
                         {"spread",
                          {{"prefill_tokens_per_second", sp(prefillTokensPerSecond)},
                           {"decode_tokens_per_second", sp(decodeTokensPerSecond)},
@@ -280,7 +292,7 @@ std::string LlmBenchResult::toJson() const {
 }
 
 std::string LlmBenchResult::table() const {
-    char buf[1400];
+    char buf[2048];
     std::snprintf(
         buf, sizeof buf,
         "shape %s, %s, %d threads\ncpu: %s\nkernels: %s\n"
@@ -291,14 +303,17 @@ std::string LlmBenchResult::table() const {
         "bytes per token  %7.1f MB (weights %.1f MB + KV %.1f MB);  efficiency %.2f (bytes x tok/s / "
         "the bandwidth right before, median of the runs)\n"
         "weights          %7.1f MB;  RSS after %.1f MB (RSS - weights %.1f MB; anonymous %.1f MB, "
-        "file-backed %.1f MB; malloc holds %.1f MB free)\n",
+        "file-backed %.1f MB; malloc holds %.1f MB free)\n"
+        "idle release     RSS %.1f MB (RSS / weights %.3f); the next prefill %.1f tok/s\n",
         shape.c_str(), dtype.c_str(), threads, cpu.c_str(), kernels.c_str(), bandwidthGbs.median,
         bandwidthGbs.min, bandwidthGbs.max, prefillTokensPerSecond.median, prefillTokensPerSecond.min,
         prefillTokensPerSecond.max, decodeTokensPerSecond.median, decodeTokensPerSecond.min,
         decodeTokensPerSecond.max, decodeBytesPerToken / 1e6, decodeWeightBytesPerToken / 1e6,
         decodeKvBytesPerToken / 1e6, decodeEfficiency, weightBytes / 1e6, rssBytes / 1e6,
         (static_cast<double>(rssBytes) - static_cast<double>(weightBytes)) / 1e6, rssParts.anonBytes / 1e6,
-        rssParts.fileBytes / 1e6, rssParts.mallocFreeHeldBytes / 1e6);
+        rssParts.fileBytes / 1e6, rssParts.mallocFreeHeldBytes / 1e6, rssAfterIdleReleaseBytes / 1e6,
+        weightBytes ? static_cast<double>(rssAfterIdleReleaseBytes) / static_cast<double>(weightBytes) : 0.0,
+        prefillAfterIdleRelease);
     std::string out = buf;
     if (!shortPrefills.empty())
         out += "short prefill after 100 tokens (ms: few-row kernels / libtorch GEMM):";

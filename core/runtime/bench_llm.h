@@ -41,6 +41,10 @@ struct LlmBenchResult {
     uint64_t decodeWeightBytesPerToken = 0, decodeKvBytesPerToken = 0, decodeBytesPerToken = 0;
     uint64_t weightBytes = 0, rssBytes = 0;
     RssParts rssParts; // of rssBytes: anonymous / file-backed, and malloc's free bytes held
+    // What the app does when idle after a turn (releaseFreeHeapMemory): the RSS after it, and one
+    // more prefill's speed, which faults the released pages back in.
+    uint64_t rssAfterIdleReleaseBytes = 0;
+    double prefillAfterIdleRelease = 0; // tok/s
     // Median over the repetitions of decode tok/s x bytes per token / the bandwidth measured right
     // before that repetition.
     double decodeEfficiency = 0;

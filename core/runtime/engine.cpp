@@ -18,6 +18,7 @@
 #include "core/cache/response_cache.h"
 #include "core/image/preprocess.h"
 #include "core/import/importer.h"
+#include "core/memory/heap_trim.h"
 #include "core/memory/memory_pool.h"
 #include "core/model/minigpt_model.h"
 #include "core/runtime/answer_text.h"
@@ -195,6 +196,10 @@ void Engine::applySettings(const EngineSettings &s) {
         if (s.kvDiskDir != old.kvDiskDir || s.kvDiskBytes != old.kvDiskBytes || s.kvReuse != old.kvReuse)
             setupKvStore();
     }
+}
+
+uint64_t Engine::releaseIdleMemory() {
+    return releaseFreeHeapMemory();
 }
 
 void Engine::clearCaches() {

@@ -190,6 +190,9 @@ public:
     PrefixBlockStats sharedKvStats() const;
     // Drops every cached feature (all tiers) and response; used between benchmark modes.
     void clearCaches();
+    // Idle (no turn running): hands back the heap memory the last turn freed (heap_trim.h).
+    // The window calls it a few seconds after a turn; returns how much the RSS fell.
+    uint64_t releaseIdleMemory();
 
 private:
     Conversation &conv(int id) const;

@@ -255,6 +255,23 @@ private slots:
         QCOMPARE(e.metricsSnapshot().memory.poolCapacityBytes, uint64_t{8u << 20});
     }
 
+    // Handing the heap's free memory back between turns changes nothing a conversation holds:
+    // the follow-up reuses the KV and answers as without it.
+    void idleMemoryReleaseKeepsTheConversation() {
+        QTemporaryDir tmp;
+        mgd::Engine a(settingsIn(tmp)), b(settingsIn(tmp));
+        a.loadModel(kV1), b.loadModel(kV1);
+        const int ca = a.newConversation(), cb = b.newConversation();
+        a.submitTurn(ca, ask("What is in this image?", true));
+        b.submitTurn(cb, ask("What is in this image?", true));
+        a.releaseIdleMemory();
+        const auto ra = a.submitTurn(ca, ask("Describe the colors.", false));
+        const auto rb = b.submitTurn(cb, ask("Describe the colors.", false));
+        QCOMPARE(ra.tokens, rb.tokens);
+        QCOMPARE(ra.stats.reusedTokens, rb.stats.reusedTokens);
+        QVERIFY(ra.stats.reusedTokens > 100);
+    }
+
     void everyCacheCanBeTurnedOff() {
         QTemporaryDir tmp;
         mgd::EngineSettings s = settingsIn(tmp);
