@@ -36,6 +36,13 @@ double bf16ToDouble(uint16_t h) {
     return f;
 }
 
+// Each value rounded to bf16 (bits).
+std::vector<uint16_t> toBf16All(const std::vector<float> &v) {
+    std::vector<uint16_t> out(v.size());
+    for (size_t i = 0; i < v.size(); ++i) out[i] = toBf16(v[i]);
+    return out;
+}
+
 // Normal values with a per-row magnitude spread of 1e-3..1e2, so scales differ between rows and
 // groups and cancellation happens.
 std::vector<float> randomMatrix(int64_t rows, int64_t cols, uint32_t seed) {
@@ -299,8 +306,7 @@ private slots:
         for (int64_t cols : kCols) {
             const int64_t rows = 5;
             const std::vector<float> w = randomMatrix(rows, cols, seed++);
-            std::vector<uint16_t> wb(w.size());
-            for (size_t i = 0; i < w.size(); ++i) wb[i] = toBf16(w[i]);
+            const std::vector<uint16_t> wb = toBf16All(w);
             for (int src = 0; src < 2; ++src) {
                 const PackedQ8 q =
                     src == 0 ? quantizeQ8(w.data(), rows, cols) : quantizeQ8(wb.data(), rows, cols);
@@ -330,8 +336,7 @@ private slots:
         for (int64_t rows : {1, 5, 9})
             for (int64_t cols : kCols) {
                 const std::vector<float> w = randomMatrix(rows, cols, seed++);
-                std::vector<uint16_t> wb(w.size());
-                for (size_t i = 0; i < w.size(); ++i) wb[i] = toBf16(w[i]);
+                const std::vector<uint16_t> wb = toBf16All(w);
                 for (int src = 0; src < 2; ++src) {
                     const PackedQ8 own =
                         src == 0 ? quantizeQ8(w.data(), rows, cols) : quantizeQ8(wb.data(), rows, cols);
